@@ -1,0 +1,89 @@
+"""Flink SQL DDL for the Kafka tables at the edges of the job.
+
+Why tables and not the DataStream KafkaSource/KafkaSink: PyFlink's DataStream Kafka source only
+offers value-only deserializers, but dead letters must name their source partition and offset,
+and the Kafka sink must write the record key (user_id) apart from the value. The SQL Kafka
+connector (a KafkaSource/KafkaSink underneath) exposes key, partition, offset and timestamp as
+columns, stops at explicit offsets (`scan.bounded.mode`), and keeps all of it in the JVM.
+"""
+
+from __future__ import annotations
+
+from segstream.config import Settings
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _with(options: dict[str, str]) -> str:
+    return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
+
+
+def _specific_offsets(ends: dict[int, int]) -> str:
+    return ";".join(f"partition:{p},offset:{o}" for p, o in sorted(ends.items()))
+
+
+def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
+               bounded_ends: dict[int, int] | None, with_watermark: bool) -> str:
+    """A Kafka source table: raw key and value bytes plus the record's metadata."""
+    kafka = settings.kafka
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        "properties.group.id": f"{kafka.group_id}-{group_suffix}",
+        "properties.isolation.level": "read_committed",
+        "scan.startup.mode": kafka.startup_mode,
+        "key.format": "raw",
+        "key.fields": "record_key",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+    }
+    if bounded_ends is not None:
+        # Explicit end offsets: the local broker under-reports LATEST (see kafka_admin.end_offsets).
+        options["scan.bounded.mode"] = "specific-offsets"
+        options["scan.bounded.specific-offsets"] = _specific_offsets(bounded_ends)
+    watermark = ""
+    if with_watermark:
+        lag_s = settings.flink.watermark_out_of_orderness_ms / 1000
+        # Producers set the record timestamp to the event time, so no Python timestamp assigner is needed.
+        watermark = f",\n  WATERMARK FOR record_ts AS record_ts - INTERVAL '{lag_s:.3f}' SECOND"
+    return f"""CREATE TEMPORARY TABLE {table} (
+  record_key BYTES,
+  record_value BYTES,
+  record_partition INT METADATA FROM 'partition' VIRTUAL,
+  record_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  record_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'{watermark}
+) WITH (
+  {_with(options)}
+)"""
+
+
+def sink_ddl(table: str, topic: str, settings: Settings, key_type: str, value_type: str,
+             transactional: bool) -> str:
+    """A Kafka sink table writing column `k` as the record key and `v` as the value."""
+    kafka = settings.kafka
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        "key.format": "raw",
+        "key.fields": "k",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        # Kafka's default partitioner hashes the key: evaluations land like the events they answer.
+        "sink.partitioner": "default",
+    }
+    if transactional and kafka.delivery_guarantee == "exactly-once":
+        options["sink.delivery-guarantee"] = "exactly-once"
+        options["sink.transactional-id-prefix"] = f"{kafka.transactional_id_prefix}-{table}"
+        options["properties.transaction.timeout.ms"] = str(kafka.transaction_timeout_ms)
+    else:
+        options["sink.delivery-guarantee"] = "at-least-once"
+    return f"""CREATE TEMPORARY TABLE {table} (
+  k {key_type},
+  v {value_type}
+) WITH (
+  {_with(options)}
+)"""

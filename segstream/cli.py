@@ -1,0 +1,105 @@
+"""`segstream` command line: local stack, traffic, the job, and reading results back."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+
+from segstream.config import Settings, load_settings
+from segstream.errors import StackError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+stack_app = typer.Typer(no_args_is_help=True, help="Local broker, Bigtable emulator, topics and tables.")
+app.add_typer(stack_app, name="stack")
+console = Console()
+err = Console(stderr=True)
+
+
+def one_line_errors(fn: Callable) -> Callable:
+    """Environment problems are reported as one clear line and exit 1, not as a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StackError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+@stack_app.command("up")
+@one_line_errors
+def stack_up(durable: bool = typer.Option(False, help="Keep the broker's log on a local file-backed S3 server.")):
+    """Start the broker and the emulator, create topics and tables, cache the connector jars."""
+    from segstream.stack import Stack
+
+    s = settings()
+    Stack(s).up(durable=durable)
+    console.print(f"stack up: Kafka {s.kafka.bootstrap_servers}"
+                  + (f", Bigtable emulator 127.0.0.1:{s.stack.emulator_port}" if s.bigtable.enabled else ""))
+
+
+@stack_app.command("down")
+@one_line_errors
+def stack_down():
+    """Stop every stack process (idempotent)."""
+    from segstream.stack import Stack
+
+    stopped = Stack(settings()).down()
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack_app.command("status")
+@one_line_errors
+def stack_status():
+    """Show which stack processes run."""
+    from segstream.stack import Stack
+
+    for name, pid in Stack(settings()).status().items():
+        console.print(f"{name:18} {'running, pid ' + str(pid) if pid else 'stopped'}")
+
+
+@app.command()
+@one_line_errors
+def produce(
+    events: int = typer.Option(20_000, help="How many events to generate."),
+    users: int = typer.Option(1_000, help="How many distinct users."),
+    rate: float = typer.Option(0, help="Events per second; 0 = as fast as possible."),
+    seed: int = typer.Option(42),
+    invalid_ratio: float = typer.Option(0.002, help="Share of deliberately invalid records."),
+    tenants: int = typer.Option(1, help="How many tenants (tenant-0 is 'default')."),
+    replay: Optional[Path] = typer.Option(None, help="Replay a JSONL file instead of generating."),
+):
+    """Send sample traffic (or a JSONL file) to the events topic."""
+    from segstream.produce import TrafficSpec, generate, produce_records, read_jsonl
+
+    s = settings()
+    records = read_jsonl(replay) if replay else generate(
+        TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=invalid_ratio, tenants=tenants))
+    sent = produce_records(s.kafka.bootstrap_servers, s.kafka.topics.events, records, rate=rate,
+                           total=None if replay else events)
+    console.print(f"produced {sent} records to {s.kafka.topics.events}")
+
+
+@app.command()
+@one_line_errors
+def run(bounded: bool = typer.Option(False, help="Stop at the end offsets found at start.")):
+    """Run the job on the embedded MiniCluster (same as `python jobs/user_stats.py`)."""
+    from jobs.user_stats import main
+
+    main(["--bounded"] if bounded else [])
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,112 @@
+"""Typed configuration: conf/segstream.yaml, overridden by SEGSTREAM_* environment variables.
+
+Nested keys use a double underscore, e.g. SEGSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092 or
+SEGSTREAM_FLINK__PARALLELISM=4. The file is chosen with SEGSTREAM_CONFIG (default:
+conf/segstream.yaml in the project root).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "segstream.yaml"
+
+
+class Topics(BaseModel):
+    events: str = "events"
+    evaluations: str = "evaluations"
+    dead_letters: str = "dead-letters"
+    rules: str = "rules"
+
+
+class KafkaConfig(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topics: Topics = Topics()
+    events_partitions: int = 4
+    group_id: str = "segstream"
+    # Where a job without a checkpoint starts: earliest-offset | group-offsets | latest-offset
+    startup_mode: Literal["earliest-offset", "group-offsets", "latest-offset"] = "earliest-offset"
+    # at-least-once | exactly-once (see docs/operations.md for what each means on which broker)
+    delivery_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    transactional_id_prefix: str = "segstream"
+    transaction_timeout_ms: int = 600_000
+
+
+class FlinkConfig(BaseModel):
+    parallelism: int = 2
+    execution_mode: Literal["thread", "process"] = "thread"
+    bundle_size: int = 1000
+    bundle_time_ms: int = 100
+    state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"
+    checkpoint_interval_ms: int = 10_000
+    checkpoint_timeout_ms: int = 120_000
+    checkpoint_min_pause_ms: int = 1_000
+    checkpoint_dir: str = ".segstream/checkpoints"
+    watermark_out_of_orderness_ms: int = 5_000
+    watermark_idleness_ms: int = 10_000
+    # Restarts after a failure before the job gives up (each restart restores the last checkpoint).
+    restart_attempts: int = 5
+    # Where the Kafka connector jars are cached (extracted and SHA-256-verified by `segstream jars`).
+    jar_dir: str = ".segstream/jars"
+
+
+class BigtableConfig(BaseModel):
+    enabled: bool = True
+    # host:port of the emulator; empty in production (the client then uses real credentials).
+    emulator_host: str = "127.0.0.1:18086"
+    project: str = "segstream-local"
+    instance: str = "segstream"
+    events_table: str = "events"
+    profiles_table: str = "profiles"
+    retention_days: int = 90
+    hash_prefix_hex: int = 4
+
+
+class StackConfig(BaseModel):
+    state_dir: str = ".segstream"
+    broker_port: int = 19092
+    emulator_port: int = 18086
+    s3_port: int = 19000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEGSTREAM_", env_nested_delimiter="__")
+
+    kafka: KafkaConfig = KafkaConfig()
+    flink: FlinkConfig = FlinkConfig()
+    bigtable: BigtableConfig = BigtableConfig()
+    stack: StackConfig = StackConfig()
+    stats_file: str = "conf/stats.yaml"
+    rules_file: str = "conf/rules.yaml"
+    # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).
+    bounded: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the YAML file (passed as init kwargs): ops override a file per deploy.
+        return env_settings, init_settings
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path relative to the project root (absolute paths stay as they are)."""
+        p = Path(value)
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    config_path = Path(path or os.environ.get("SEGSTREAM_CONFIG") or DEFAULT_CONFIG)
+    data = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    return Settings(**(data or {}))
