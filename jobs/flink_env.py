@@ -53,7 +53,8 @@ def export_python_path() -> None:
     ("No module named 'pemja'") unless PYTHONPATH names them; the JVM inherits our environment.
     """
     project_root = str(Path(__file__).resolve().parent.parent)
-    entries = [project_root, *site.getsitepackages()]
+    preload = str(Path(__file__).resolve().parent / "preload")  # sitecustomize: see its docstring
+    entries = [preload, project_root, *site.getsitepackages()]
     current = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = os.pathsep.join(entries + ([current] if current else []))
 

@@ -9,7 +9,10 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 import msgspec
 
+from operators.catalogue import load_catalogue
+from operators.evaluator import Evaluator
 from operators.events import InvalidEvent, dead_letter, decode_event, encode_event, parse_record
+from operators.rules import load_rules
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # (key, value) rows for the Kafka sink tables
@@ -23,9 +26,11 @@ MIRROR_TYPE = Types.TUPLE([Types.STRING(), Types.STRING()])
 DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_TYPE)
 MIRROR = OutputTag("bigtable-mirror", MIRROR_TYPE)
 
-USER_STATE = ValueStateDescriptor("user", BYTES)
+# Pickled, not PRIMITIVE_ARRAY(BYTE): a bytes-typed state kills the TaskManager JVM in PyFlink 2.3
+# thread mode (tests/jobs/test_thread_mode_state.py keeps an eye on it).
+USER_STATE = ValueStateDescriptor("user", Types.PICKLED_BYTE_ARRAY())
 # rule id -> rule JSON, or b"" for a deletion; plus VERSION_KEY -> count of rule records seen
-RULE_CHANGES = MapStateDescriptor("rule-changes", Types.STRING(), BYTES)
+RULE_CHANGES = MapStateDescriptor("rule-changes", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 VERSION_KEY = "\x00version"
 
 _encoder = msgspec.json.Encoder()
@@ -65,10 +70,6 @@ class EvaluateUser(KeyedBroadcastProcessFunction):
         self.mirror = mirror
 
     def open(self, runtime_context: RuntimeContext):
-        from operators.catalogue import load_catalogue
-        from operators.evaluator import Evaluator
-        from operators.rules import load_rules
-
         catalogue = load_catalogue(self.stats_file)
         self.rules = load_rules(self.rules_file, catalogue)
         self.evaluator = Evaluator(catalogue, self.rules)

@@ -18,13 +18,14 @@ from pathlib import Path
 # `flink run -py` executes this file as a script: make the project packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pyflink.common import Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
 from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import create_environments  # noqa: E402
 from jobs.functions import (  # noqa: E402
-    DEAD_LETTER_TYPE, DEAD_LETTERS, EVALUATION_TYPE, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
+    DEAD_LETTERS, EVALUATION_TYPE, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
     EvaluateUser, ParseEvent,
 )
 from segstream import artifacts  # noqa: E402
@@ -59,7 +60,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     rule_changes = t_env.to_data_stream(t_env.sql_query(
         "SELECT record_key, record_value, record_partition, record_offset FROM rules_source"))
     mirror = settings.bigtable.enabled
-    evaluated = (parsed.key_by(lambda e: e[0])
+    evaluated = (parsed.key_by(lambda e: e[0], key_type=Types.STRING())
                  .connect(rule_changes.broadcast(RULE_CHANGES))
                  .process(EvaluateUser(str(settings.path(settings.stats_file)),
                                        str(settings.path(settings.rules_file)),

@@ -41,7 +41,7 @@ class KafkaConfig(BaseModel):
 
 class FlinkConfig(BaseModel):
     parallelism: int = 2
-    execution_mode: Literal["thread", "process"] = "thread"
+    execution_mode: Literal["thread", "process"] = "process"
     bundle_size: int = 1000
     bundle_time_ms: int = 100
     state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"

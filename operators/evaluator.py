@@ -1,0 +1,162 @@
+"""The one call the Flink job makes per event: (user state blob, event) -> (new blob, evaluation).
+
+The blob (msgpack) holds everything the user needs: stat states, the greatest ts seen, the segments
+and failing rules of the previous evaluation. Rules are re-run only when something they read may
+have changed (a stat, or `event`); the others keep their previous result, which is exact because a
+CEL rule is a pure function of what it reads. Semantics: docs/semantics.md.
+"""
+
+from __future__ import annotations
+
+import struct
+from operator import itemgetter
+from typing import Any
+
+import msgspec
+
+from operators.catalogue import Catalogue
+from operators.events import Event
+from operators.rules import RuleSet, TenantRules
+from operators.stats import INT64_MAX, INT64_MIN, Windowed, aggregation
+
+FORMAT_VERSION = 1
+
+
+class UserState(msgspec.Struct, array_like=True):
+    """One user's keyed state (positional msgpack array: no field names in the blob)."""
+
+    version: int
+    seq: int  # events processed
+    max_ts: int | None  # greatest event ts seen
+    stat_fps: bytes  # 32-bit fingerprint of each stored stat's spec, parallel to `stats`
+    stats: list[list[Any]]  # per-stat state (operators/stats.py); item 0 is the value
+    segments: list[str]  # sorted ids of the rules matched at the previous event
+    # The same as a mask of the tenant's rules (rules.py TenantRules), and the rules that failed;
+    # both only meaningful while the tenant's rule set still has fingerprint `rules_fp`.
+    segment_mask: int
+    error_mask: int
+    rules_fp: int
+
+
+def _pack_fps(fps: list[int]) -> bytes:
+    return struct.pack(f">{len(fps)}I", *fps)
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(UserState).decode
+_value = itemgetter(0)
+
+
+class Evaluator:
+    def __init__(self, catalogue: Catalogue, rules: RuleSet) -> None:
+        if rules.catalogue.names != catalogue.names:
+            raise ValueError("the rule set was validated against a different catalogue")
+        self.rules = rules
+        self._names = catalogue.names
+        self._aggs = [aggregation(spec) for spec in catalogue.stats]
+        self._fps = [spec.fingerprint for spec in catalogue.stats]
+        self._packed_fps = _pack_fps(self._fps)
+        # Updates to run for every event, and for each event name; filtering by name here means an
+        # event only touches the stats that count it.
+        always, by_event = [], {}
+        for i, (spec, agg) in enumerate(zip(catalogue.stats, self._aggs)):
+            if spec.event is None:
+                always.append((i, agg.update))
+            else:
+                by_event.setdefault(spec.event, []).append((i, agg.update))
+        self._always = tuple(always)
+        self._by_event = {name: tuple(updates) for name, updates in by_event.items()}
+        # Windowed stats grouped by resolution: all of a group slide when its bucket of max_ts moves.
+        windows: dict[int, list] = {}
+        for i, agg in enumerate(self._aggs):
+            if isinstance(agg, Windowed):
+                windows.setdefault(agg.resolution, []).append((i, agg.advance))
+        self._windows = tuple((resolution, tuple(advances)) for resolution, advances in windows.items())
+
+    def process(self, blob: bytes | None, event: Event) -> tuple[bytes, dict]:
+        ts = event.ts
+        if not INT64_MIN <= ts <= INT64_MAX:
+            raise ValueError(f"event ts {ts} is outside the 64-bit range")
+        if blob is None:
+            fresh = [agg.initial() for agg in self._aggs]
+            user = UserState(FORMAT_VERSION, 0, None, self._packed_fps, fresh, [], 0, 0, 0)
+            migrated = False
+        else:
+            user = _decode(blob)
+            if user.version != FORMAT_VERSION:
+                raise ValueError(f"user state format {user.version} is not {FORMAT_VERSION}")
+            migrated = user.stat_fps != self._packed_fps
+            if migrated:
+                self._migrate(user)
+        states = user.stats
+        changed: list[int] = []  # indexes of stats whose value may have changed
+        previous_max = user.max_ts
+        if previous_max is None or ts > previous_max:
+            if previous_max is not None:
+                for resolution, advances in self._windows:
+                    if ts // resolution != previous_max // resolution:
+                        for i, advance in advances:
+                            if advance(states[i], ts):
+                                changed.append(i)
+            user.max_ts = previous_max = ts
+        values = event.values
+        for i, update in self._always:
+            if update(states[i], values, ts, previous_max):
+                changed.append(i)
+        for i, update in self._by_event.get(event.name, ()):
+            if update(states[i], values, ts, previous_max):
+                changed.append(i)
+        user.seq += 1
+        stats = dict(zip(self._names, map(_value, states)))
+        segments, entered, exited = self._evaluate_rules(user, event, stats, changed, migrated)
+        return _encode(user), {
+            "event_id": event.event_id,
+            "tenant": event.tenant,
+            "user_id": event.user_id,
+            "ts": ts,
+            "seq": user.seq,
+            "stats": stats,
+            "segments": segments,
+            "entered": entered,
+            "exited": exited,
+        }
+
+    def _migrate(self, user: UserState) -> None:
+        """Re-key a blob written under another catalogue: keep unchanged stats, start the rest empty."""
+        stored = dict(zip(struct.unpack(f">{len(user.stat_fps) // 4}I", user.stat_fps), user.stats))
+        user.stats = [stored.get(fp) or agg.initial() for fp, agg in zip(self._fps, self._aggs)]
+        user.stat_fps = self._packed_fps
+
+    def _evaluate_rules(
+        self, user: UserState, event: Event, stats: dict[str, object], changed: list[int], migrated: bool
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Update the user's segments and masks; return (segments, entered, exited)."""
+        rules: TenantRules = self.rules.for_tenant(event.tenant)
+        guarded_here = rules.guarded.get(event.name, 0)
+        known_false = rules.guarded_mask & ~guarded_here  # guarded on another event name
+        reuse = not migrated and user.rules_fp == rules.fingerprint
+        if reuse:
+            run = rules.event_mask | guarded_here
+            for i in changed:
+                run |= rules.stat_masks[i]
+            run &= ~known_false
+            keep = ~(run | known_false)
+            previous, previous_errors = user.segment_mask, user.error_mask
+        else:
+            run = rules.all_mask & ~known_false
+            keep = previous = previous_errors = 0
+        matched, errors = rules.evaluate(run, stats, event) if run else (0, 0)
+        matched |= previous & keep
+        errors |= previous_errors & keep
+        self.rules.error_count += errors.bit_count()
+        user.segment_mask, user.error_mask, user.rules_fp = matched, errors, rules.fingerprint
+        if reuse:
+            if matched == previous:
+                return user.segments, [], []
+            user.segments = rules.ids_of(matched)
+            return user.segments, rules.ids_of(matched & ~previous), rules.ids_of(previous & ~matched)
+        # The rule set changed (or this is the user's first event): compare ids, some may be gone.
+        before, before_set = user.segments, set(user.segments)
+        user.segments = segments = rules.ids_of(matched)
+        now = set(segments)
+        return segments, [i for i in segments if i not in before_set], [i for i in before if i not in now]

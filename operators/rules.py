@@ -1,0 +1,270 @@
+"""Segment rules: CEL expressions over the stat catalogue and the current event.
+
+A rule is {"id", "tenant" (optional: omitted = every tenant), "description", "when"}. Rules are
+validated and compiled once (here), then evaluated per event for the rules the evaluator asks for.
+The rule set changes at run time through `RuleSet.apply_change` (the compacted rules topic: key =
+rule id, value = rule JSON, empty value = delete). Semantics: docs/semantics.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cel
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from operators.catalogue import Catalogue
+from operators.events import Event
+from operators.rule_compiler import compile_batch, event_name_guard, python_source
+
+EVENT_VARIABLE = "event"
+# Variables bound by CEL comprehension macros, e.g. the `k` of `event.values.exists(k, k == "a")`.
+_MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+
+
+class RuleError(ValueError):
+    """A rule (or rules file) that cannot be used; the message is the reason."""
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    tenant: str | None = Field(default=None, min_length=1)
+    description: str
+    when: str = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: Rule
+    program: cel.Program
+    # The same expression as Python source (operators/rule_compiler.py), None if outside the subset.
+    python: str | None
+    stats: tuple[str, ...]  # stat names the expression reads
+    uses_event: bool
+    # If set, the expression is `event.name == <guard> && ...`: false for any other event name.
+    event_guard: str | None
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRule:
+    """Parse, validate and compile one rule (JSON text or a dict); raise RuleError with the reason."""
+    data = _decode(raw)
+    try:
+        rule = Rule.model_validate(data)
+    except ValidationError as exc:
+        raise RuleError("; ".join(_describe(err) for err in exc.errors())) from None
+    try:
+        program = cel.compile(rule.when)
+    except Exception as exc:  # the binding raises ValueError, but any failure means the same
+        raise RuleError(f"rule {rule.id!r}: `when` does not compile: {exc}") from None
+    bound = set(_MACRO_BINDING.findall(rule.when))
+    names = set(program.variables()) - bound
+    stat_names = set(catalogue.names)
+    unknown = sorted(names - stat_names - {EVENT_VARIABLE})
+    if unknown:
+        raise RuleError(
+            f"rule {rule.id!r}: `when` uses unknown name(s) {', '.join(map(repr, unknown))}: "
+            f"neither a stat in the catalogue nor `event`"
+        )
+    return CompiledRule(
+        rule=rule,
+        program=program,
+        python=python_source(rule.when, stat_names),
+        stats=tuple(sorted(names & stat_names)),
+        uses_event=EVENT_VARIABLE in names,
+        event_guard=event_name_guard(rule.when),
+    )
+
+
+def validate_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> str | None:
+    """None if the rule is valid, else the reason."""
+    try:
+        compile_rule(raw, catalogue)
+    except RuleError as exc:
+        return str(exc)
+    return None
+
+
+def _decode(raw: str | bytes | Mapping) -> object:
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        data = json.loads(text)
+    except UnicodeDecodeError:
+        raise RuleError("rule is not UTF-8") from None
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise RuleError(f"rule is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RuleError(f"rule must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _describe(error: dict) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "rule"
+    return f"`{field}`: {error['msg']}"
+
+
+# --- per-tenant view -----------------------------------------------------------------------------------
+
+
+class TenantRules:
+    """The rules that apply to one tenant, sorted by id; rule k is bit k of every mask.
+
+    Masks (ints) let the evaluator pick the rules to run and combine cached results cheaply.
+    """
+
+    def __init__(self, rules: Iterable[CompiledRule], catalogue: Catalogue) -> None:
+        self.rules = tuple(sorted(rules, key=lambda r: r.id))
+        self.ids = tuple(r.id for r in self.rules)
+        self.all_mask = (1 << len(self.rules)) - 1
+        index = {name: i for i, name in enumerate(catalogue.names)}
+        self.stat_masks = [0] * len(index)  # stat index -> rules that read it
+        self.event_mask = 0  # rules that read `event` and have no guard: run on every event
+        self.guarded: dict[str, int] = {}  # event name -> guarded rules that may match it
+        self.guarded_mask = 0
+        for k, rule in enumerate(self.rules):
+            bit = 1 << k
+            for name in rule.stats:
+                self.stat_masks[index[name]] |= bit
+            if rule.event_guard is not None:
+                self.guarded[rule.event_guard] = self.guarded.get(rule.event_guard, 0) | bit
+                self.guarded_mask |= bit
+            elif rule.uses_event:
+                self.event_mask |= bit
+        self._python_batch = compile_batch([rule.python for rule in self.rules])
+        digest = hashlib.blake2b(digest_size=8)
+        for rule in self.rules:
+            digest.update(json.dumps([rule.id, rule.rule.when]).encode())
+        self.fingerprint = int.from_bytes(digest.digest(), "big")
+
+    def ids_of(self, mask: int) -> list[str]:
+        """Sorted ids of the rules in mask."""
+        ids = []
+        while mask:
+            low = mask & -mask
+            ids.append(self.ids[low.bit_length() - 1])
+            mask ^= low
+        return ids
+
+    def evaluate(self, mask: int, stats: dict[str, object], event: Event) -> tuple[int, int]:
+        """Run the rules in mask on the stat values (by name) -> (matched mask, error mask); never raises."""
+        matched, errors, on_cel = self._python_batch(mask, stats, event)
+        if on_cel:
+            cel_matched, cel_errors = self._evaluate_on_cel(on_cel, stats, event)
+            matched |= cel_matched
+            errors |= cel_errors
+        return matched, errors
+
+    def _evaluate_on_cel(self, mask: int, stats: dict[str, object], event: Event) -> tuple[int, int]:
+        chosen = []
+        while mask:
+            low = mask & -mask
+            mask ^= low
+            chosen.append((low.bit_length() - 1, low))
+        variables: dict[str, object] = {}
+        uses_event = False
+        for k, _ in chosen:
+            for name in self.rules[k].stats:
+                variables[name] = stats[name]
+            uses_event = uses_event or self.rules[k].uses_event
+        if uses_event:
+            variables[EVENT_VARIABLE] = {"name": event.name, "values": event.values, "ts": event.ts}
+        # One context for all these rules: converting values to CEL is the expensive part.
+        context = cel.Context(variables)
+        matched = errors = 0
+        for k, bit in chosen:
+            try:
+                result = self.rules[k].program.execute(context)
+            except Exception:  # any evaluation failure (no such overload, missing key, ...) is "not matched"
+                errors |= bit
+                continue
+            if result is True:
+                matched |= bit
+            elif result is not False:
+                errors |= bit  # a rule must yield a bool
+        return matched, errors
+
+
+# --- the rule set ---------------------------------------------------------------------------------------
+
+
+class RuleSet:
+    """All rules, changeable at run time; `error_count` counts rule evaluations that failed."""
+
+    def __init__(self, catalogue: Catalogue, rules: Iterable[CompiledRule] = ()) -> None:
+        self.catalogue = catalogue
+        self.rules: dict[str, CompiledRule] = {}
+        for rule in rules:
+            if rule.id in self.rules:
+                raise RuleError(f"duplicate rule id {rule.id!r}")
+            self.rules[rule.id] = rule
+        self.error_count = 0
+        self._by_tenant: dict[str, TenantRules] = {}
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def for_tenant(self, tenant: str) -> TenantRules:
+        view = self._by_tenant.get(tenant)
+        if view is None:
+            applicable = (r for r in self.rules.values() if r.rule.tenant is None or r.rule.tenant == tenant)
+            view = self._by_tenant[tenant] = TenantRules(applicable, self.catalogue)
+        return view
+
+    def apply_change(self, key: str, value: bytes | None) -> str | None:
+        """Apply one record of the rules topic; an invalid one changes nothing and returns the reason.
+
+        An empty value deletes rule `key` (deleting an unknown id is a no-op: tombstones replay).
+        """
+        if not value:
+            if self.rules.pop(key, None) is not None:
+                self._by_tenant.clear()
+            return None
+        try:
+            rule = compile_rule(value, self.catalogue)
+        except RuleError as exc:
+            return str(exc)
+        if rule.id != key:
+            return f"record key {key!r} does not match rule id {rule.id!r}"
+        self.rules[key] = rule
+        self._by_tenant.clear()
+        return None
+
+
+def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
+    """The initial rule set from a YAML file with a `rules:` list; raise RuleError naming every bad rule."""
+    with open(path, encoding="utf-8") as file:
+        try:
+            data = yaml.safe_load(file) or {}
+        except yaml.YAMLError as exc:
+            raise RuleError(f"{path}: not YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rules") or [], list):
+        raise RuleError(f"{path}: expected a mapping with a `rules:` list")
+    compiled, problems = [], []
+    for position, raw in enumerate(data.get("rules") or []):
+        try:
+            if not isinstance(raw, dict):
+                raise RuleError(f"rule must be a mapping, got {type(raw).__name__}")
+            compiled.append(compile_rule(raw, catalogue))
+        except RuleError as exc:
+            problems.append(f"rules[{position}]: {exc}")
+    seen: set[str] = set()
+    for rule in compiled:
+        if rule.id in seen:
+            problems.append(f"duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
+    if problems:
+        raise RuleError(f"{path}: invalid rules:\n" + "\n".join(problems))
+    return RuleSet(catalogue, compiled)

@@ -1,0 +1,124 @@
+"""A real local stack (broker, emulator) on free ports for the integration tests, and helpers to
+run the job as `flink run` would: a separate process with its own JVM."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from segstream.config import PROJECT_ROOT, Settings, load_settings
+from segstream.kafka_admin import end_offsets
+from segstream.stack import Stack
+
+JOB = PROJECT_ROOT / "jobs" / "user_stats.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    config_path: Path
+    stack: Stack
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka.bootstrap_servers
+
+
+def write_config(path: Path, overrides: dict) -> Settings:
+    path.write_text(yaml.safe_dump(overrides))
+    return load_settings(path)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory) -> LocalStack:
+    state = tmp_path_factory.mktemp("stack")
+    broker_port, emulator_port = free_port(), free_port()
+    config = {
+        "kafka": {"bootstrap_servers": f"127.0.0.1:{broker_port}"},
+        "bigtable": {"emulator_host": f"127.0.0.1:{emulator_port}"},
+        "stack": {"state_dir": str(state), "broker_port": broker_port, "emulator_port": emulator_port},
+        # Share the project's jar cache: the jars are pinned by SHA-256 either way.
+        "flink": {"checkpoint_dir": str(state / "checkpoints"), "checkpoint_interval_ms": 2000},
+    }
+    path = state / "segstream.yaml"
+    settings = write_config(path, config)
+    stack = Stack(settings)
+    stack.up()
+    yield LocalStack(settings, path, stack)
+    stack.down()
+
+
+def run_job(config_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the job to completion (bounded) in its own process; fail with its output on error."""
+    env = {**os.environ, "SEGSTREAM_CONFIG": str(config_path)}
+    result = subprocess.run([sys.executable, str(JOB), "--bounded", *args], env=env, cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"job failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+@dataclass(frozen=True)
+class Message:
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp: int
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60, committed_only: bool = True) -> list[Message]:
+    """Every record of `topic` up to its true end offsets, in partition then offset order."""
+    ends = end_offsets(bootstrap, topic)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-tests", "enable.auto.commit": False,
+                         "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
+    consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+    positions = {p: 0 for p in ends}
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while any(positions[p] < ends[p] for p in ends):
+            assert time.monotonic() < deadline, f"{topic}: read {positions} of {ends} within {timeout}s"
+            m = consumer.poll(0.5)
+            if m is None or m.error():
+                continue
+            positions[m.partition()] = m.offset() + 1
+            messages.append(Message(m.key(), m.value(), m.partition(), m.offset(), m.timestamp()[1]))
+    finally:
+        consumer.close()
+    return sorted(messages, key=lambda m: (m.partition, m.offset))
+
+
+@pytest.fixture
+def job_config(local_stack: LocalStack, tmp_path, request) -> tuple[Settings, Path]:
+    """A config of the session stack with this test's own topics (and checkpoint directory)."""
+    from segstream.kafka_admin import ensure_topics, topic_plan
+
+    prefix = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")
+    data = yaml.safe_load(local_stack.config_path.read_text())
+    data["kafka"]["topics"] = {k: f"{prefix}-{v}" for k, v in local_stack.settings.kafka.topics.model_dump().items()}
+    data["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    data["bigtable"]["events_table"] = f"{prefix}-events"
+    data["bigtable"]["profiles_table"] = f"{prefix}-profiles"
+    path = tmp_path / "segstream.yaml"
+    settings = write_config(path, data)
+    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings))
+    if settings.bigtable.enabled:
+        from sinks.bigtable.schema import ensure_tables
+
+        ensure_tables(settings)
+    return settings, path
