@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -13,6 +14,8 @@ from rich.console import Console
 from segstream.config import Settings, load_settings
 from segstream.errors import StackError
 
+# Google's client libraries warn about Python/grpcio support windows on every import.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="Local broker, Bigtable emulator, topics and tables.")
 app.add_typer(stack_app, name="stack")
@@ -99,6 +102,58 @@ def run(bounded: bool = typer.Option(False, help="Stop at the end offsets found 
     from jobs.user_stats import main
 
     main(["--bounded"] if bounded else [])
+
+
+@app.command()
+@one_line_errors
+def demo(events: int = typer.Option(20_000), users: int = typer.Option(1_000)):
+    """Fresh local stack, sample traffic, the job (bounded), and a summary of the results."""
+    from segstream.demo import run_demo
+
+    run_demo(settings(), events, users, console)
+
+
+@app.command()
+@one_line_errors
+def summary():
+    """Summarize what is in the evaluations and dead-letters topics (and one user's Bigtable history)."""
+    from segstream.demo import summarize
+
+    summarize(settings(), console)
+
+
+@app.command()
+@one_line_errors
+def history(user_id: str, tenant: str = typer.Option("default"), limit: int = typer.Option(20),
+            since: Optional[int] = typer.Option(None, help="Only events at or after this epoch-ms ts.")):
+    """A user's events from the Bigtable event log, newest first."""
+    from sinks.bigtable import BigtableUnavailable
+    from sinks.bigtable.reader import read_history
+
+    try:
+        rows = read_history(settings(), tenant, user_id, limit=limit, since_ts=since)
+    except BigtableUnavailable as exc:
+        raise StackError(f"Bigtable is unreachable: {exc}") from None
+    if not rows:
+        raise StackError(f"no events for user {user_id!r} in tenant {tenant!r}")
+    for row in rows:
+        console.print_json(data=row)
+
+
+@app.command()
+@one_line_errors
+def profile(user_id: str, tenant: str = typer.Option("default")):
+    """A user's latest profile (stats and segments) from Bigtable."""
+    from sinks.bigtable import BigtableUnavailable
+    from sinks.bigtable.reader import read_profile
+
+    try:
+        row = read_profile(settings(), tenant, user_id)
+    except BigtableUnavailable as exc:
+        raise StackError(f"Bigtable is unreachable: {exc}") from None
+    if row is None:
+        raise StackError(f"no profile for user {user_id!r} in tenant {tenant!r}")
+    console.print_json(data=row)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -80,3 +81,35 @@ def _read_to_eof(consumer: Consumer, topic: str, partition: int, timeout: float)
                 return message.offset()
             raise StackError(f"reading {topic}[{partition}]: {message.error()}")
     raise StackError(f"no end of {topic}[{partition}] within {timeout}s")
+
+
+@dataclass(frozen=True)
+class Message:
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp: int
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 60, committed_only: bool = True) -> list[Message]:
+    """Every record of `topic` up to its true end offsets, in partition then offset order."""
+    ends = end_offsets(bootstrap, topic, timeout)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-reader", "enable.auto.commit": False,
+                         "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
+    consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+    positions = dict.fromkeys(ends, 0)
+    messages: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while any(positions[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise StackError(f"{topic}: read {positions} of {ends} within {timeout}s")
+            for m in consumer.consume(10_000, 0.5):
+                if m.error():
+                    continue
+                positions[m.partition()] = m.offset() + 1
+                messages.append(Message(m.key(), m.value(), m.partition(), m.offset(), m.timestamp()[1]))
+    finally:
+        consumer.close()
+    return sorted(messages, key=lambda m: (m.partition, m.offset))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 
@@ -21,10 +21,17 @@ from rich.progress import Progress
 
 from operators.events import DEFAULT_TENANT, MAX_RECORD_BYTES, MAX_USER_ID_BYTES
 
-BASE_TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: fixed so a seed always gives the same events
+DAY_MS = 86_400_000
+
+
+def default_start_ts() -> int:
+    """Midnight UTC a week ago: inside the Bigtable retention, and the same all day for a seed."""
+    return (int(time.time() * 1000) // DAY_MS - 7) * DAY_MS
 PATHS = ["/", "/search", "/items/1", "/items/2", "/items/3", "/cart", "/campaign/winter", "/help"]
 ITEMS = ["tea", "coffee", "mug", "kettle", "beans", "filter"]
 PLANS = ["free", "basic", "premium"]
+DEVICES = ["ios", "android", "desktop"]
+COUNTRIES = ["JP", "US", "FR", "BR"]
 
 
 class Record(NamedTuple):
@@ -43,6 +50,7 @@ class TrafficSpec:
     out_of_order_ratio: float = 0.02
     max_disorder_ms: int = 5_000
     zipf_s: float = 1.1
+    start_ts: int = field(default_factory=default_start_ts)
 
 
 def tenant_name(index: int) -> str:
@@ -54,7 +62,7 @@ def generate(spec: TrafficSpec) -> Iterator[Record]:
     rng = random.Random(spec.seed)
     weights = [1.0 / (rank ** spec.zipf_s) for rank in range(1, spec.users + 1)]
     users = [(tenant_name(i % spec.tenants), f"u{i:06d}") for i in range(spec.users)]
-    clock = BASE_TS
+    clock = spec.start_ts
     produced = 0
     encoder = msgspec.json.Encoder()
     while produced < spec.events:
@@ -82,15 +90,16 @@ def _visit(rng: random.Random, spec: TrafficSpec, tenant: str, user_id: str, sta
             event_ts = max(0, ts - rng.randint(1, spec.max_disorder_ms))
         roll = rng.random()
         if roll < 0.70:
-            name, values = "page_view", {"path": rng.choice(PATHS), "duration_ms": rng.randint(50, 60_000)}
+            name, values = "page_view", {"path": rng.choice(PATHS), "duration_ms": rng.randint(50, 60_000),
+                                         "device": rng.choice(DEVICES)}
         elif roll < 0.85:
-            name, values = "add_to_cart", {"item": rng.choice(ITEMS), "price": rng.randint(100, 8_000)}
+            name, values = "add_to_cart", {"product_id": rng.choice(ITEMS), "price": rng.randint(100, 8_000)}
         elif roll < 0.95:
             name, values = "purchase", {"amount": rng.randint(300, 20_000), "item": rng.choice(ITEMS),
                                         "currency": "JPY"}
         else:
             name, values = "identify", {"member": rng.random() < 0.4, "plan": rng.choice(PLANS),
-                                        "age": rng.choice([None, rng.randint(18, 80)])}
+                                        "country": rng.choice(COUNTRIES), "age": rng.choice([None, rng.randint(18, 80)])}
         yield {"event_id": f"e{spec.seed}-{seq}-{n}", "tenant": tenant, "user_id": user_id,
                "ts": event_ts, "name": name, "values": values}
 
@@ -98,7 +107,7 @@ def _visit(rng: random.Random, spec: TrafficSpec, tenant: str, user_id: str, sta
 def _invalid(rng: random.Random, seq: int) -> Record:
     """One record that breaks the contract in one of the ways it names."""
     kind = rng.randrange(7)
-    good = {"event_id": f"bad-{seq}", "user_id": f"u-bad-{seq}", "ts": BASE_TS, "name": "page_view", "values": {}}
+    good = {"event_id": f"bad-{seq}", "user_id": f"u-bad-{seq}", "ts": 0, "name": "page_view", "values": {}}
     if kind == 0:
         value = b"{not json"
     elif kind == 1:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from segstream import artifacts
 from segstream.config import Settings
+from segstream.emulator import find_binary
 from segstream.errors import StackError
 from segstream.kafka_admin import ensure_topics, topic_plan
 from segstream.processes import Service
 
-EMULATOR_PACKAGE = "google-cloud-cli-bigtable-emulator"
-EMULATOR_DEFAULT_PATH = Path("/usr/lib/google-cloud-sdk/platform/bigtable-emulator/cbtemulator")
 S3RVER_VERSION = "3.7.1"
 S3_BUCKET = "tansu"
 
@@ -94,14 +93,5 @@ class Stack:
 
     def _start_emulator(self) -> None:
         port = self.settings.stack.emulator_port
-        self.emulator.start([str(emulator_binary()), "-host", "127.0.0.1", "-port", str(port)], port)
+        self.emulator.start([str(find_binary()), "-host", "127.0.0.1", "-port", str(port)], port)
 
-
-def emulator_binary() -> Path:
-    if EMULATOR_DEFAULT_PATH.exists():
-        return EMULATOR_DEFAULT_PATH
-    listed = subprocess.run(["dpkg", "-L", EMULATOR_PACKAGE], capture_output=True, text=True)
-    for line in listed.stdout.splitlines():
-        if line.endswith("/cbtemulator"):
-            return Path(line)
-    raise StackError(f"cbtemulator not found: install the Debian package {EMULATOR_PACKAGE}")

@@ -7,16 +7,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
 
 from segstream.config import PROJECT_ROOT, Settings, load_settings
-from segstream.kafka_admin import end_offsets
+from segstream.kafka_admin import Message, read_topic  # noqa: F401  (re-exported for the tests)
 from segstream.stack import Stack
 
 JOB = PROJECT_ROOT / "jobs" / "user_stats.py"
@@ -70,37 +68,6 @@ def run_job(config_path: Path, *args: str, timeout: float = 600) -> subprocess.C
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"job failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
-
-
-@dataclass(frozen=True)
-class Message:
-    key: bytes | None
-    value: bytes | None
-    partition: int
-    offset: int
-    timestamp: int
-
-
-def read_topic(bootstrap: str, topic: str, timeout: float = 60, committed_only: bool = True) -> list[Message]:
-    """Every record of `topic` up to its true end offsets, in partition then offset order."""
-    ends = end_offsets(bootstrap, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-tests", "enable.auto.commit": False,
-                         "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
-    consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-    positions = {p: 0 for p in ends}
-    messages: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while any(positions[p] < ends[p] for p in ends):
-            assert time.monotonic() < deadline, f"{topic}: read {positions} of {ends} within {timeout}s"
-            m = consumer.poll(0.5)
-            if m is None or m.error():
-                continue
-            positions[m.partition()] = m.offset() + 1
-            messages.append(Message(m.key(), m.value(), m.partition(), m.offset(), m.timestamp()[1]))
-    finally:
-        consumer.close()
-    return sorted(messages, key=lambda m: (m.partition, m.offset))
 
 
 @pytest.fixture

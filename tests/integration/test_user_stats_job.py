@@ -73,3 +73,35 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
         assert last[key]["seq"] == len(events)
         assert last[key]["event_id"] == events[-1].event_id
         assert last[key]["stats"] == reference.stat_values(catalogue.stats, events), key
+
+    # The Bigtable event log holds exactly the valid events, a user's history reads newest first,
+    # and each profile reflects the user's last evaluation.
+    assert settings.bigtable.enabled
+    from google.cloud.bigtable.data import BigtableDataClient, ReadRowsQuery
+
+    from sinks.bigtable import keys, point_at_instance
+    from sinks.bigtable.reader import read_history, read_profile
+
+    width = settings.bigtable.hash_prefix_hex
+    expected_rows = {keys.event_key(e.tenant, e.user_id, e.ts, e.event_id, width)
+                     for events in per_user.values() for e in events}
+    point_at_instance(settings.bigtable)
+    client = BigtableDataClient(project=settings.bigtable.project)
+    try:
+        table = client.get_table(settings.bigtable.instance, settings.bigtable.events_table)
+        stored_rows = [row.row_key for row in table.read_rows(ReadRowsQuery())]
+    finally:
+        client.close()
+    assert len(stored_rows) == len(set(stored_rows)) == len(expected_rows)
+    assert set(stored_rows) == expected_rows
+
+    hottest = max(per_user, key=lambda k: len(per_user[k]))
+    history = read_history(settings, *hottest)
+    assert [h["ts"] for h in history] == sorted((e.ts for e in per_user[hottest]), reverse=True)
+    assert [h["event_id"] for h in history] == [  # equal ts: the event-id discriminator orders them
+        e.event_id for e in sorted(per_user[hottest], key=lambda e: keys.event_key(*hottest, e.ts, e.event_id, width))]
+    for key in list(per_user)[:50] + [hottest]:
+        profile = read_profile(settings, *key)
+        assert profile is not None
+        assert (profile["seq"], profile["event_id"], profile["stats"]) == (
+            last[key]["seq"], last[key]["event_id"], last[key]["stats"]), key

@@ -1,0 +1,151 @@
+"""End-to-end benchmark of jobs/user_stats.py on the local stack (Kafka-protocol broker + MiniCluster).
+
+backlog mode: produce N events, run the job bounded, sample the evaluations topic's end offsets
+once a second; report the steady-state rate (first to last evaluation, so JVM and job start-up are
+excluded) and the wall time.
+latency mode: run the job unbounded, produce at a fixed rate with wall-clock record timestamps,
+and report produce-to-evaluation latency percentiles (seen by a consumer of `evaluations`).
+
+    .venv/bin/segstream stack up
+    .venv/bin/python bench/throughput.py backlog --events 200000 --users 2000
+    .venv/bin/python bench/throughput.py latency --rate 1000 --seconds 60
+Flink settings come from conf/ and SEGSTREAM_FLINK__* variables (execution mode, bundle size...).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import typer
+from confluent_kafka import Consumer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from segstream.config import PROJECT_ROOT, load_settings  # noqa: E402
+from segstream.kafka_admin import end_offsets, ensure_topics, topic_plan  # noqa: E402
+from segstream.produce import Record, TrafficSpec, generate, produce_records  # noqa: E402
+
+app = typer.Typer(add_completion=False)
+JOB = PROJECT_ROOT / "jobs" / "user_stats.py"
+
+
+def _fresh_topics(bigtable: bool) -> dict[str, str]:
+    """Environment overrides that give this run its own topics (and tables)."""
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"{run}-{name}"
+           for name in ("events", "evaluations", "dead_letters", "rules")}
+    env["SEGSTREAM_BIGTABLE__ENABLED"] = "true" if bigtable else "false"
+    env["SEGSTREAM_BIGTABLE__EVENTS_TABLE"] = f"{run}-events"
+    env["SEGSTREAM_BIGTABLE__PROFILES_TABLE"] = f"{run}-profiles"
+    return env
+
+
+def _settings(env: dict[str, str]):
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings))
+    if settings.bigtable.enabled:
+        from sinks.bigtable.schema import ensure_tables
+
+        ensure_tables(settings)
+    return settings
+
+
+@app.command()
+def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
+    settings = _settings(_fresh_topics(bigtable))
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0)),
+                    total=events)
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                samples.append((time.monotonic(), sum(end_offsets(bootstrap, topics.evaluations, 5).values())))
+            except Exception:  # the topic may answer slowly while the job starts; the next sample counts
+                pass
+            done.wait(1.0)
+
+    started = time.monotonic()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    result = subprocess.run([sys.executable, str(JOB), "--bounded"], env=os.environ.copy(), cwd=PROJECT_ROOT,
+                            capture_output=True, text=True)
+    wall = time.monotonic() - started
+    done.set()
+    sampler.join()
+    if result.returncode != 0:
+        sys.exit(f"job failed:\n{result.stderr[-3000:]}")
+    total = sum(end_offsets(bootstrap, topics.evaluations).values())
+    moving = [(t, n) for t, n in samples if n > 0]
+    first_t, first_n = moving[0] if moving else (started, 0)
+    last_t, last_n = next(((t, n) for t, n in moving if n >= total), moving[-1] if moving else (started, 0))
+    steady = (last_n - first_n) / (last_t - first_t) if last_t > first_t else float("nan")
+    f = settings.flink
+    print(f"mode={f.execution_mode} parallelism={f.parallelism} bundle={f.bundle_size}/{f.bundle_time_ms}ms "
+          f"bigtable={settings.bigtable.enabled}")
+    print(f"events={events} evaluations={total} wall={wall:.1f}s (start-up included) "
+          f"end-to-end={events / wall:,.0f} ev/s steady-state={steady:,.0f} ev/s")
+
+
+@app.command()
+def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False):
+    settings = _settings(_fresh_topics(bigtable))
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    job = subprocess.Popen([sys.executable, str(JOB)], env=os.environ.copy(), cwd=PROJECT_ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topics.evaluations, p, 0) for p in range(settings.kafka.events_partitions)])
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def consume():
+        while not stop.is_set():
+            for m in consumer.consume(1000, 0.2):
+                if m.error():
+                    continue
+                event_id = msgspec.json.decode(m.value())["event_id"]
+                if event_id in sent_at:
+                    latencies.append((time.time() - sent_at[event_id]) * 1000)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    try:
+        time.sleep(20)  # let the job start before the clock runs (its start-up is not latency)
+        count = int(rate * seconds)
+
+        def stamped():
+            for record in generate(TrafficSpec(events=count, users=users, invalid_ratio=0)):
+                event = msgspec.json.decode(record.value)
+                sent_at[event["event_id"]] = time.time()
+                yield Record(record.key, record.value, int(time.time() * 1000))
+
+        produce_records(bootstrap, topics.events, stamped(), rate=rate, total=count)
+        deadline = time.monotonic() + 60
+        while len(latencies) < count and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        reader.join()
+        job.terminate()
+        job.wait(30)
+    if not latencies:
+        sys.exit("no evaluations arrived")
+    q = statistics.quantiles(latencies, n=100)
+    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s: {len(latencies)}/{count} evaluated; latency ms "
+          f"p50={q[49]:.0f} p95={q[94]:.0f} p99={q[98]:.0f} max={max(latencies):.0f}")
+
+
+if __name__ == "__main__":
+    app()

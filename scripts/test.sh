@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# README command 2: every test, the slow ones too (they start their own broker and emulator on free
+# ports and run the job on the embedded MiniCluster). "No tests ran" (pytest exit 5) is a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || exit 1
+.venv/bin/python -m pytest -p no:cacheprovider --timeout 1200 "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,103 @@
+"""The demo: fresh local stack, sample traffic and a rule change, the job bounded, a readable summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from segstream.config import PROJECT_ROOT, Settings
+from segstream.errors import StackError
+from segstream.kafka_admin import read_topic
+from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.stack import Stack
+
+# Added through the rules topic while the traffic is in it: a run-time change, not a conf/ edit.
+DEMO_RULE = {"id": "engaged_browser", "description": "Viewed 5+ pages in one session window",
+             "when": "page_views >= 5 && sessions <= 2"}
+
+
+def run_demo(settings: Settings, events: int, users: int, console: Console) -> None:
+    stack = Stack(settings)
+    console.rule("1. local stack")
+    stack.down()  # the broker and the emulator keep data in memory: a restart gives a clean slate
+    stack.up()
+    console.print(f"Kafka-protocol broker {settings.kafka.bootstrap_servers}, Bigtable emulator "
+                  f"127.0.0.1:{settings.stack.emulator_port}, topics and tables created")
+
+    console.rule("2. sample traffic")
+    topics = settings.kafka.topics
+    bootstrap = settings.kafka.bootstrap_servers
+    half = events // 2
+    traffic = list(generate(TrafficSpec(events=events, users=users, seed=42, tenants=2)))
+    produce_records(bootstrap, topics.events, traffic[:half])
+    produce_records(bootstrap, topics.rules, [Record(DEMO_RULE["id"].encode(), msgspec.json.encode(DEMO_RULE), None),
+                                              Record(b"broken_rule", b'{"id": "broken_rule", "when": "1 +"}', None)])
+    produce_records(bootstrap, topics.events, traffic[half:])
+    console.print(f"{events} events for {users} users (2 tenants), a rule added and an invalid rule on `{topics.rules}`")
+
+    console.rule("3. the job (embedded MiniCluster, bounded)")
+    started = time.monotonic()
+    with console.status("running jobs/user_stats.py --bounded ..."):
+        result = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / "user_stats.py"), "--bounded"],
+                                cwd=PROJECT_ROOT, env=os.environ.copy(), capture_output=True, text=True)
+    if result.returncode != 0:
+        log = stack.state_dir / "logs" / "demo-job.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(result.stdout + result.stderr)
+        raise StackError(f"the job failed (exit {result.returncode}); its output is in {log}")
+    console.print(f"finished in {time.monotonic() - started:.0f} s (JVM and job start-up included)")
+
+    console.rule("4. results")
+    summarize(settings, console)
+    console.print("\nStop the stack with: [bold].venv/bin/segstream stack down[/bold]")
+
+
+def summarize(settings: Settings, console: Console) -> None:
+    topics = settings.kafka.topics
+    bootstrap = settings.kafka.bootstrap_servers
+    evaluations = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.evaluations)]
+    dead = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.dead_letters)]
+    users = {(e["tenant"], e["user_id"]) for e in evaluations}
+    console.print(f"evaluations: {len(evaluations)}   users: {len(users)}   dead letters: {len(dead)}")
+
+    reasons = Counter(d["reason"].split(":")[0] for d in dead)
+    table = Table("dead-letter reason", "records")
+    for reason, n in reasons.most_common():
+        table.add_row(reason, str(n))
+    console.print(table)
+
+    last: dict[tuple[str, str], dict] = {}
+    entered, exited = Counter(), Counter()
+    for e in evaluations:
+        last[(e["tenant"], e["user_id"])] = e if e["seq"] > last.get((e["tenant"], e["user_id"]), {"seq": 0})["seq"] \
+            else last[(e["tenant"], e["user_id"])]
+        entered.update(e["entered"])
+        exited.update(e["exited"])
+    members = Counter(s for e in last.values() for s in e["segments"])
+    table = Table("segment", "users in it now", "entries", "exits")
+    for segment in sorted(set(members) | set(entered)):
+        table.add_row(segment, str(members[segment]), str(entered[segment]), str(exited[segment]))
+    console.print(table)
+
+    hottest = sorted(last.values(), key=lambda e: -e["seq"])[:3]
+    for e in hottest:
+        shown = {k: v for k, v in e["stats"].items() if v not in (None, 0)}
+        console.print(f"[bold]{e['tenant']}/{e['user_id']}[/bold] after {e['seq']} events: segments {e['segments']}")
+        console.print(f"  {shown}")
+
+    if settings.bigtable.enabled and hottest:
+        from sinks.bigtable.reader import read_history
+
+        user = hottest[0]
+        history = read_history(settings, user["tenant"], user["user_id"], limit=5)
+        console.print(f"\nBigtable history of {user['tenant']}/{user['user_id']}, newest first "
+                      f"(segstream history {user['user_id']} --tenant {user['tenant']}):")
+        for row in history:
+            console.print(f"  {row}")

@@ -1,0 +1,112 @@
+"""Rules changed at run time, several tenants, hot users: every evaluation is checked.
+
+Rule changes and events travel on different topics, so which events an operator evaluates before
+or after a change is not fixed; each evaluation says which rule-set version it used
+(`rules_version` = rule records applied), and the test recomputes it with that version."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import msgspec
+import pytest
+import yaml
+
+from operators.catalogue import load_catalogue
+from operators.events import InvalidEvent, parse_record
+from segstream.produce import Record, TrafficSpec, generate, produce_records
+from tests.integration.conftest import read_topic, run_job
+from tests.operators import reference
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+# (key, rule or None for a delete, valid?)
+CHANGES = [
+    ("buyer", {"id": "buyer", "description": "bought at least twice", "when": "purchases >= 2"}, True),
+    ("new_visitor", {"id": "new_visitor", "description": "changed: first two sessions",
+                     "when": "sessions <= 2"}, True),
+    ("lapsed_buyer", None, True),
+    ("t1_cart", {"id": "t1_cart", "tenant": "tenant-1", "description": "tenant-1 only",
+                 "when": "cart_adds_24h >= 1"}, True),
+    ("bad_cel", {"id": "bad_cel", "description": "does not compile", "when": "purchases >="}, False),
+    ("bad_stat", {"id": "bad_stat", "description": "unknown stat", "when": "no_such_stat > 1"}, False),
+    ("buyer", None, True),
+    ("on_purchase", {"id": "on_purchase", "description": "the current event is a purchase",
+                     "when": 'event.name == "purchase"'}, True),
+]
+
+
+def rule_sets(initial: dict[str, dict]) -> list[dict[str, dict]]:
+    """The rule set after each number of applied rule records (index = rules_version)."""
+    versions = [dict(initial)]
+    for key, rule, valid in CHANGES:
+        current = dict(versions[-1])
+        if valid:
+            if rule is None:
+                current.pop(key, None)
+            else:
+                current[key] = rule
+        versions.append(current)
+    return versions
+
+
+def test_every_evaluation_matches_recomputation_with_its_rule_version(job_config):
+    settings, config_path = job_config
+    topics = settings.kafka.topics
+    bootstrap = settings.kafka.bootstrap_servers
+    traffic = list(generate(TrafficSpec(events=3_000, users=300, seed=5, tenants=3, invalid_ratio=0.005)))
+    rule_records = [Record(key.encode(), msgspec.json.encode(rule) if rule else None, None)
+                    for key, rule, _ in CHANGES]
+    produce_records(bootstrap, topics.events, traffic[:1_000], progress=False)
+    produce_records(bootstrap, topics.rules, rule_records[:6], progress=False)
+    produce_records(bootstrap, topics.events, traffic[1_000:2_000], progress=False)
+    produce_records(bootstrap, topics.rules, rule_records[6:], progress=False)
+    produce_records(bootstrap, topics.events, traffic[2_000:], progress=False)
+
+    run_job(config_path)
+
+    catalogue = load_catalogue(settings.path(settings.stats_file))
+    initial = {r["id"]: r for r in yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]}
+    versions = rule_sets(initial)
+
+    per_user = defaultdict(list)
+    for m in read_topic(bootstrap, topics.events):
+        try:
+            event = parse_record(m.value)
+        except InvalidEvent:
+            continue
+        per_user[(event.tenant, event.user_id)].append(event)
+
+    evaluations = defaultdict(list)
+    for m in read_topic(bootstrap, topics.evaluations):
+        d = msgspec.json.decode(m.value)
+        evaluations[(d["tenant"], d["user_id"])].append(d)
+    assert set(evaluations) == set(per_user)
+
+    seen_versions = set()
+    for user, events in per_user.items():
+        evals = sorted(evaluations[user], key=lambda d: d["seq"])
+        assert [d["seq"] for d in evals] == list(range(1, len(events) + 1)), user
+        previous: list[str] = []
+        for d, event in zip(evals, events):
+            prefix = events[:d["seq"]]
+            assert d["event_id"] == event.event_id
+            stats = reference.stat_values(catalogue.stats, prefix)
+            assert d["stats"] == stats, (user, d["seq"])
+            seen_versions.add(d["rules_version"])
+            expected, _ = reference.evaluate_rules(versions[d["rules_version"]], stats, event)
+            assert d["segments"] == expected, (user, d["seq"], d["rules_version"])
+            assert d["entered"] == sorted(set(expected) - set(previous))
+            assert d["exited"] == sorted(set(previous) - set(expected))
+            previous = expected
+
+    tenant_one_rule = {"t1_cart"}
+    for user, evals in evaluations.items():
+        if user[0] != "tenant-1":
+            assert not any(tenant_one_rule & set(d["segments"]) for d in evals), user
+    assert max(seen_versions) == len(CHANGES), "the last rule change never reached the evaluator"
+
+    dead = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.dead_letters)]
+    rule_dead = sorted(d["offset"] for d in dead if d["topic"] == topics.rules)
+    assert rule_dead == [i for i, (_, _, valid) in enumerate(CHANGES) if not valid]
+    assert all(d["reason"].startswith("rule: ") for d in dead if d["topic"] == topics.rules)
