@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def summarize(settings: Settings, console: Console) -> None:
     users = {(e["tenant"], e["user_id"]) for e in evaluations}
     console.print(f"evaluations: {len(evaluations)}   users: {len(users)}   dead letters: {len(dead)}")
 
-    reasons = Counter(d["reason"].split(":")[0] for d in dead)
+    reasons = Counter(re.sub(r"\d{2,}", "N", d["reason"].split(":")[0]) for d in dead)
     table = Table("dead-letter reason", "records")
     for reason, n in reasons.most_common():
         table.add_row(reason, str(n))
@@ -76,8 +77,9 @@ def summarize(settings: Settings, console: Console) -> None:
     last: dict[tuple[str, str], dict] = {}
     entered, exited = Counter(), Counter()
     for e in evaluations:
-        last[(e["tenant"], e["user_id"])] = e if e["seq"] > last.get((e["tenant"], e["user_id"]), {"seq": 0})["seq"] \
-            else last[(e["tenant"], e["user_id"])]
+        key = (e["tenant"], e["user_id"])
+        if key not in last or e["seq"] > last[key]["seq"]:
+            last[key] = e
         entered.update(e["entered"])
         exited.update(e["exited"])
     members = Counter(s for e in last.values() for s in e["segments"])
