@@ -32,7 +32,7 @@ from operators.rules import RuleSet, compile_rule  # noqa: E402
 
 MINUTE = 60_000
 EVENT_MIX = [
-    ("page_view", 60), ("search", 14), ("add_to_cart", 12), ("login", 7), ("purchase", 5), ("profile_updated", 2),
+    ("page_view", 60), ("search", 14), ("add_to_cart", 12), ("login", 7), ("purchase", 5), ("identify", 2),
 ]  # fmt: skip
 PATHS = [f"/p/{i}" for i in range(400)]
 DEVICES = ["ios", "android", "web"]
@@ -107,7 +107,7 @@ def generated_events(users: int, count: int, rng: random.Random) -> list[Event]:
             values.update(product_id=f"sku-{rng.randrange(2000)}", price=round(rng.uniform(5, 500), 2))
         elif name == "purchase":
             values.update(amount=round(rng.lognormvariate(5, 1.2), 2), items=rng.randint(1, 5), currency="EUR")
-        elif name == "profile_updated":
+        elif name == "identify":
             values["member"] = rng.random() < 0.3
         events.append(Event(event_id=str(n), user_id=user, ts=ts, name=name, values=values, tenant="default"))
     return events
@@ -150,7 +150,8 @@ def main() -> None:
         return Evaluator(catalogue, RuleSet(catalogue, [compile_rule(rule, catalogue) for rule in rules]))
 
     print(f"catalogue: {len(catalogue.stats)} stats; rules: {len(rules)} ({args.guarded} guarded on event.name, "
-          f"{args.unguarded} reading event unguarded); {args.events:,} events over {args.users:,} users")
+          f"{args.unguarded} reading event unguarded); "
+          f"{args.events:,} events over {args.users:,} users")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(timed_run, fresh_evaluator(), events)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from operators.catalogue import Catalogue
 from operators.events import Event
-from operators.rule_compiler import compile_batch, event_name_guard, python_source
+from operators.rule_guards import event_name_guard
 
 EVENT_VARIABLE = "event"
 # Variables bound by CEL comprehension macros, e.g. the `k` of `event.values.exists(k, k == "a")`.
@@ -45,8 +45,6 @@ class Rule(BaseModel):
 class CompiledRule:
     rule: Rule
     program: cel.Program
-    # The same expression as Python source (operators/rule_compiler.py), None if outside the subset.
-    python: str | None
     stats: tuple[str, ...]  # stat names the expression reads
     uses_event: bool
     # If set, the expression is `event.name == <guard> && ...`: false for any other event name.
@@ -80,7 +78,6 @@ def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRu
     return CompiledRule(
         rule=rule,
         program=program,
-        python=python_source(rule.when, stat_names),
         stats=tuple(sorted(names & stat_names)),
         uses_event=EVENT_VARIABLE in names,
         event_guard=event_name_guard(rule.when),
@@ -143,7 +140,6 @@ class TenantRules:
                 self.guarded_mask |= bit
             elif rule.uses_event:
                 self.event_mask |= bit
-        self._python_batch = compile_batch([rule.python for rule in self.rules])
         digest = hashlib.blake2b(digest_size=8)
         for rule in self.rules:
             digest.update(json.dumps([rule.id, rule.rule.when]).encode())
@@ -160,14 +156,6 @@ class TenantRules:
 
     def evaluate(self, mask: int, stats: dict[str, object], event: Event) -> tuple[int, int]:
         """Run the rules in mask on the stat values (by name) -> (matched mask, error mask); never raises."""
-        matched, errors, on_cel = self._python_batch(mask, stats, event)
-        if on_cel:
-            cel_matched, cel_errors = self._evaluate_on_cel(on_cel, stats, event)
-            matched |= cel_matched
-            errors |= cel_errors
-        return matched, errors
-
-    def _evaluate_on_cel(self, mask: int, stats: dict[str, object], event: Event) -> tuple[int, int]:
         chosen = []
         while mask:
             low = mask & -mask
@@ -216,6 +204,11 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def __reduce__(self) -> tuple:
+        # Compiled cel programs do not pickle; the rules do, and compile again (PyFlink ships functions pickled).
+        rules = [compiled.rule.model_dump(exclude_none=True) for compiled in self.rules.values()]
+        return _rule_set, (self.catalogue, rules, self.error_count)
+
     def for_tenant(self, tenant: str) -> TenantRules:
         view = self._by_tenant.get(tenant)
         if view is None:
@@ -241,6 +234,12 @@ class RuleSet:
         self.rules[key] = rule
         self._by_tenant.clear()
         return None
+
+
+def _rule_set(catalogue: Catalogue, rules: list[dict], error_count: int) -> RuleSet:
+    rule_set = RuleSet(catalogue, [compile_rule(rule, catalogue) for rule in rules])
+    rule_set.error_count = error_count
+    return rule_set
 
 
 def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:

@@ -25,6 +25,8 @@ EXACT_DISTINCT_LIMIT = 64
 # lg_k 12: relative standard error 1.3% (single sketch) to 1.6% (window unions); docs/semantics.md.
 HLL_LG_K = 12
 HLL_TYPE = tgt_hll_type.HLL_4  # half the bytes of HLL_8 for the same accuracy and speed
+# Sketches are stored in their updatable form: up to 8x faster to load than the compact one
+# (which rebuilds its hash set) for at most ~2.2 KB either way.
 HLL_EXT = 1  # msgpack extension type of a serialized sketch in the state blob
 DIGEST_BYTES = 8
 
@@ -107,14 +109,14 @@ def add_key(container: bytes | Ext, digest: bytes) -> tuple[bytes | Ext, int]:
     else:
         sketch = hll_sketch.deserialize(container.data)
     sketch.update(int.from_bytes(digest, "big", signed=True))
-    return Ext(HLL_EXT, sketch.serialize_compact()), round(sketch.get_estimate())
+    return Ext(HLL_EXT, sketch.serialize_updatable()), round(sketch.get_estimate())
 
 
 def union_count(containers: Iterable[bytes | Ext]) -> int:
     """Distinct count over several containers: exact while all are exact, else an HLL union estimate."""
     containers = list(containers)
     if all(type(c) is bytes for c in containers):
-        return len({c[i : i + DIGEST_BYTES] for c in containers for i in range(0, len(c), DIGEST_BYTES)})
+        return len(set().union(*(memoryview(c).cast("Q") for c in containers)))  # "Q": 8-byte digests
     union = hll_union(HLL_LG_K)
     for container in containers:
         union.update(_sketch_of(container) if type(container) is bytes else hll_sketch.deserialize(container.data))
@@ -376,6 +378,14 @@ def _fold_sum(partial: int | float | None, x: int | float) -> int | float:
     return x if partial is None else fit_int(partial + x)
 
 
+def _total_sum(partials: Iterable[int | float]) -> int | float:
+    return fit_int(sum(partials))
+
+
+def _fold_distinct(partial: bytes | Ext | None, digest: bytes) -> bytes | Ext:
+    return add_key(b"" if partial is None else partial, digest)[0]
+
+
 def _fold_avg(partial: list | None, x: int | float) -> list:
     if partial is None:
         return [x, 1]
@@ -418,11 +428,11 @@ def _total_max(partials: Iterable) -> int | float | None:
 
 # agg -> (read the event's input, fold it into a bucket's partial, total the partials, value when empty)
 _WINDOW_PARTS = {
-    "sum": (number, _fold_sum, lambda partials: fit_int(sum(partials)), 0),
+    "sum": (number, _fold_sum, _total_sum, 0),
     "avg": (number, _fold_avg, _total_avg, None),
     "min": (number, _fold_min, _total_min, None),
     "max": (number, _fold_max, _total_max, None),
-    "distinct": (distinct_digest, lambda partial, digest: add_key(partial or b"", digest)[0], union_count, 0),
+    "distinct": (distinct_digest, _fold_distinct, union_count, 0),
 }
 
 _UNWINDOWED = {

@@ -4,6 +4,7 @@ state blob (shape, catalogue evolution)."""
 from __future__ import annotations
 
 import json
+import pickle
 
 import msgspec
 import pytest
@@ -47,8 +48,7 @@ CATALOGUE = parse_catalogue(
 )
 
 # Rules chosen to read every kind of stat, to fail in several ways (null comparisons, int/double
-# arithmetic, a non-bool result), to use `event` with and without an event-name guard, and to run
-# both in Python (operators/rule_compiler.py) and on cel.
+# arithmetic, a non-bool result), and to use `event` with and without an event-name guard.
 RULES = {
     "r_count": {"id": "r_count", "description": "", "when": "n >= 3"},
     "r_avg": {"id": "r_avg", "description": "", "when": "avg_x != null && avg_x > 0.5"},
@@ -321,6 +321,16 @@ def test_stat_renamed_restarts_empty():
     blob, _ = run(evaluator_for([{"name": "a", "agg": "count"}]), [event(1), event(2)])
     _, (evaluation,) = run(evaluator_for([{"name": "b", "agg": "count"}]), [event(3)], blob)
     assert evaluation["stats"] == {"b": 1}
+
+
+def test_evaluator_pickles_for_pyflink():
+    evaluator = engine()
+    blob, _ = run(evaluator, [event(1, x=1), event(2)])
+    evaluator.rules.apply_change("r_count", None)
+    copy = pickle.loads(pickle.dumps(evaluator))
+    assert sorted(copy.rules.rules) == sorted(evaluator.rules.rules)
+    assert copy.rules.error_count == evaluator.rules.error_count
+    assert run(copy, [event(3, x=2)], blob)[1] == run(evaluator, [event(3, x=2)], blob)[1]
 
 
 def test_evaluator_refuses_rules_of_another_catalogue():

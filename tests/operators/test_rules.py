@@ -12,9 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from operators.catalogue import load_catalogue, parse_catalogue
-from operators import rule_compiler
 from operators.events import Event
-from operators.rule_compiler import event_name_guard
+from operators.rule_guards import event_name_guard
 from operators.rules import RuleError, RuleSet, compile_rule, load_rules, validate_rule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,99 +211,3 @@ def test_a_guarded_rule_is_false_on_any_other_event_name(name, literal, left):
 
 
 # --- the Python subset against cel ---------------------------------------------------------------------
-
-VARIABLES = ["v0", "v1", "v2", "v3"]
-scalars = st.one_of(
-    st.integers(-3, 3),
-    st.sampled_from([2**63 - 1, -(2**63), 2**53 + 1, 10**18]),
-    st.sampled_from([0.0, -0.0, 1.5, -2.5, 3.0, 2.0**53, float("inf"), float("-inf"), float("nan")]),
-    st.sampled_from(["", "a", "b", "é", "ab"]),
-    st.booleans(),
-    st.none(),
-)
-leaves = st.sampled_from(
-    VARIABLES
-    + ["0", "1", "-1", "3", "2", "9223372036854775807", "-9223372036854775808", "4611686018427387904"]
-    + ["0.0", "1.5", "-2.5", "1e3", ".5", "2.0"]
-    + ['"a"', "'b'", '""', '"é"', "true", "false", "null"]
-    + ["event.name", "event.ts", "event.values.a", 'event.values["b"]', "event.values.missing"]
-    + ["has(event.values.a)", '"b" in event.values', "has(event.values.missing)"]
-)
-
-
-def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    binary = st.tuples(
-        children,
-        st.sampled_from(["&&", "||", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%"]),
-        children,
-        st.booleans(),
-    ).map(lambda t: f"({t[0]} {t[1]} {t[2]})" if t[3] else f"{t[0]} {t[1]} {t[2]}")
-    unary = st.tuples(st.sampled_from(["!", "-"]), children).map(lambda t: f"{t[0]}({t[1]})")
-    conditional = st.tuples(children, children, children).map(lambda t: f"({t[0]} ? {t[1]} : {t[2]})")
-    return st.one_of(binary, binary, unary, conditional)
-
-
-expressions = st.recursive(leaves, _combine, max_leaves=8)
-event_values = st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(scalars, st.just(2**64)), max_size=2)
-
-
-def run_python(source: str, stats: dict, event: Event) -> object:
-    namespace = dict(rule_compiler._HELPERS)
-    exec(f"def f(s, e):\n    return {source}\n", namespace)  # the expression alone, to compare values
-    return namespace["f"](stats, event)
-
-
-def outcome(value: object) -> tuple:
-    return ("error",) if value is rule_compiler.ERR else (type(value).__name__, repr(value))
-
-
-@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # the strategy's repr is long
-@settings(max_examples=1000, deadline=None)
-@given(expression=expressions, values=st.lists(scalars, min_size=4, max_size=4), event_values=event_values,
-       name=st.sampled_from(["a", "buy"]), ts=st.sampled_from([0, 5, 2**62]))  # fmt: skip
-def test_python_subset_gives_what_cel_gives(expression, values, event_values, name, ts):
-    try:
-        program = cel.compile(expression)
-    except ValueError:
-        assume(False)  # not CEL
-    source = rule_compiler.python_source(expression, VARIABLES)
-    assume(source is not None)
-    event = Event(event_id="e", user_id="u", ts=ts, name=name, values=event_values)
-    stats = dict(zip(VARIABLES, values))
-    context = dict(stats, event={"name": name, "values": event_values, "ts": ts})
-    try:
-        expected = outcome(program.execute(context))
-    except Exception:
-        expected = ("error",)
-    try:
-        got = outcome(run_python(source, stats, event))
-    except rule_compiler.Fallback:
-        assert any(type(v) is int and v >= 2**63 for v in event_values.values())
-        return
-    assert got == expected, source
-
-
-def test_python_subset_coverage():
-    index = {"visits", "avg_spend"}
-    supported = [
-        'visits > 3 && (avg_spend == null || avg_spend >= 10.5) || !(visits % 2 == 0) ? true : false',
-        'event.name == "buy" && has(event.values.amount) && event.values["amount"] * 2 > -visits',
-        '"amount" in event.values && event.ts - 1000 > 0 && "abc" < "abd"',
-    ]
-    unsupported = [
-        "size(event.name) > 1", "visits in [1, 2]", "1u == 1", 'event.values.exists(k, k == "a")', 'r"a" == "a"',
-        '"a\\n" == "a"', "event.values == {}", "visits.x", "0x10 == 16", "event.user_id", "visits // comment",
-    ]  # fmt: skip
-    assert all(rule_compiler.python_source(e, index) is not None for e in supported)
-    assert all(rule_compiler.python_source(e, index) is None for e in unsupported)
-
-
-def test_batch_runs_only_the_asked_rules_and_leaves_the_rest_to_cel():
-    whens = ["visits > 1", "visits > 5", "visits", "size('a') > 0"]
-    sources = [rule_compiler.python_source(when, {"visits"}) for when in whens]
-    assert sources[3] is None
-    batch = rule_compiler.compile_batch(sources)
-    event = Event(event_id="e", user_id="u", ts=1, name="n")
-    assert batch(0b1111, {"visits": 3}, event) == (0b0001, 0b0100, 0b1000)
-    assert batch(0b0010, {"visits": 3}, event) == (0, 0, 0)
-    assert batch(0b0001, {"visits": None}, event) == (0, 0b0001, 0)
