@@ -34,6 +34,7 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         # Bounded runs finish with a final checkpoint so their last output is committed.
         "execution.checkpointing.checkpoints-after-tasks-finish": "true",
+        "pipeline.max-parallelism": str(f.max_parallelism),
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(f.restart_attempts),
         "restart-strategy.fixed-delay.delay": "2 s",
@@ -41,6 +42,12 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
     }
     if savepoint:
         options["execution.state-recovery.path"] = savepoint
+    # Extra Flink options for this run, one `key: value` per line, applied last (e.g. `rest.port:
+    # 8081` to reach the local MiniCluster's REST API: `segstream job stop --savepoint`).
+    for line in os.environ.get("SEGSTREAM_FLINK_PROPERTIES", "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            options[key.strip()] = value.strip()
     for key, value in options.items():
         config.set_string(key, value)
     return config

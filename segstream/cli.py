@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
 from segstream.config import Settings, load_settings
-from segstream.errors import StackError
+from segstream.cluster_cli import cluster_app, job_app
+from segstream.errors import StackError, one_line_errors
 
 # Google's client libraries warn about Python/grpcio support windows on every import.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="Local broker, Bigtable emulator, topics and tables.")
 app.add_typer(stack_app, name="stack")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(job_app, name="job")
 console = Console()
-err = Console(stderr=True)
-
-
-def one_line_errors(fn: Callable) -> Callable:
-    """Environment problems are reported as one clear line and exit 1, not as a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except StackError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def settings() -> Settings:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,9 @@ class KafkaConfig(BaseModel):
 
 class FlinkConfig(BaseModel):
     parallelism: int = 2
+    # Key groups: the most parallelism keyed state can ever be rescaled to. Fixed by the first
+    # savepoint; changing it later orphans all keyed state, so it is set here, not derived.
+    max_parallelism: int = 128
     execution_mode: Literal["thread", "process"] = "process"
     bundle_size: int = 1000
     bundle_time_ms: int = 100

@@ -93,22 +93,29 @@ class Message:
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 60, committed_only: bool = True) -> list[Message]:
-    """Every record of `topic` up to its true end offsets, in partition then offset order."""
+    """Every record of `topic` up to its true end offsets, in partition then offset order.
+
+    A partition is done at its EOF event at or past the end offset, not at a record there: the
+    tail of a partition written by a transactional producer is a commit or abort marker, which
+    has an offset but is never delivered.
+    """
     ends = end_offsets(bootstrap, topic, timeout)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-reader", "enable.auto.commit": False,
+                         "enable.partition.eof": True,
                          "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
-    consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-    positions = dict.fromkeys(ends, 0)
+    pending = {p for p, end in ends.items() if end > 0}
+    consumer.assign([TopicPartition(topic, p, 0) for p in pending])
     messages: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
-        while any(positions[p] < ends[p] for p in ends):
+        while pending:
             if time.monotonic() > deadline:
-                raise StackError(f"{topic}: read {positions} of {ends} within {timeout}s")
+                raise StackError(f"{topic}: partitions {sorted(pending)} not read to {ends} within {timeout}s")
             for m in consumer.consume(10_000, 0.5):
                 if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF and m.offset() >= ends[m.partition()]:
+                        pending.discard(m.partition())
                     continue
-                positions[m.partition()] = m.offset() + 1
                 messages.append(Message(m.key(), m.value(), m.partition(), m.offset(), m.timestamp()[1]))
     finally:
         consumer.close()

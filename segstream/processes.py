@@ -72,6 +72,16 @@ class Service:
             return pid
         if not port_is_free(port):
             raise StackError(f"{self.name}: port 127.0.0.1:{port} is taken by another process")
+        pid = self.spawn(argv, env, cwd)
+        try:
+            wait_port(port, timeout, pid=pid)
+        except StackError as exc:
+            self.stop()
+            raise StackError(f"{self.name}: {exc} (log: {self.log_file})") from None
+        return pid
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+        """Launch in its own process group (stop() takes the whole group), output to the log file."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -79,11 +89,6 @@ class Service:
                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
-        try:
-            wait_port(port, timeout, pid=process.pid)
-        except StackError as exc:
-            self.stop()
-            raise StackError(f"{self.name}: {exc} (log: {self.log_file})") from None
         return process.pid
 
     def stop(self, timeout: float = 10.0) -> bool:

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from segstream.config import PROJECT_ROOT, Settings, load_settings
-from segstream.kafka_admin import Message, read_topic  # noqa: F401  (re-exported for the tests)
 from segstream.stack import Stack
 
 JOB = PROJECT_ROOT / "jobs" / "user_stats.py"
@@ -70,22 +69,28 @@ def run_job(config_path: Path, *args: str, timeout: float = 600) -> subprocess.C
     return result
 
 
-@pytest.fixture
-def job_config(local_stack: LocalStack, tmp_path, request) -> tuple[Settings, Path]:
-    """A config of the session stack with this test's own topics (and checkpoint directory)."""
+def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) -> Settings:
+    """`base` with its own topics, Bigtable tables and checkpoint directory, written to `out`;
+    the topics and tables are created."""
     from segstream.kafka_admin import ensure_topics, topic_plan
 
-    prefix = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")
-    data = yaml.safe_load(local_stack.config_path.read_text())
-    data["kafka"]["topics"] = {k: f"{prefix}-{v}" for k, v in local_stack.settings.kafka.topics.model_dump().items()}
-    data["flink"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    data = yaml.safe_load(base.read_text())
+    data["kafka"]["topics"] = {k: f"{prefix}-{v}" for k, v in load_settings(base).kafka.topics.model_dump().items()}
+    data["flink"]["checkpoint_dir"] = str(checkpoint_dir)
     data["bigtable"]["events_table"] = f"{prefix}-events"
     data["bigtable"]["profiles_table"] = f"{prefix}-profiles"
-    path = tmp_path / "segstream.yaml"
-    settings = write_config(path, data)
+    settings = write_config(out, data)
     ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings))
     if settings.bigtable.enabled:
         from sinks.bigtable.schema import ensure_tables
 
         ensure_tables(settings)
-    return settings, path
+    return settings
+
+
+@pytest.fixture
+def job_config(local_stack: LocalStack, tmp_path, request) -> tuple[Settings, Path]:
+    """A config of the session stack with this test's own topics (and checkpoint directory)."""
+    prefix = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")
+    path = tmp_path / "segstream.yaml"
+    return isolated_config(local_stack.config_path, path, prefix, tmp_path / "checkpoints"), path

@@ -14,8 +14,9 @@ import yaml
 
 from operators.catalogue import load_catalogue
 from operators.events import InvalidEvent, parse_record
+from segstream.kafka_admin import read_topic
 from segstream.produce import Record, TrafficSpec, generate, produce_records
-from tests.integration.conftest import read_topic, run_job
+from tests.integration.conftest import run_job
 from tests.operators import reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -4,32 +4,19 @@ every invalid record dead-lettered with its reason, stats and segments equal to 
 from __future__ import annotations
 
 import base64
-from collections import Counter, defaultdict
+from collections import Counter
 
 import msgspec
 import pytest
 
 from operators.catalogue import load_catalogue
-from operators.events import Event, InvalidEvent, parse_record
+from segstream.kafka_admin import read_topic
 from segstream.produce import TrafficSpec, generate, produce_records
-from tests.integration.conftest import read_topic, run_job
+from tests.integration.checks import assert_event_log_is, events_by_user, last_evaluations
+from tests.integration.conftest import run_job
 from tests.operators import reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def events_by_user(messages) -> tuple[dict[tuple[str, str], list[Event]], list]:
-    """Valid events per user in partition order (the order the job sees them), and the invalid records."""
-    per_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
-    invalid = []
-    for m in messages:
-        try:
-            event = parse_record(m.value)
-        except InvalidEvent:
-            invalid.append(m)
-            continue
-        per_user[(event.tenant, event.user_id)].append(event)
-    return per_user, invalid
 
 
 def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
@@ -63,11 +50,7 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
 
     # Each user's last evaluation equals a from-scratch recomputation over the user's events.
     catalogue = load_catalogue(settings.path(settings.stats_file))
-    last: dict[tuple[str, str], dict] = {}
-    for d in decoded:
-        key = (d["tenant"], d["user_id"])
-        if key not in last or d["seq"] > last[key]["seq"]:
-            last[key] = d
+    last = last_evaluations(decoded)
     assert set(last) == set(per_user)
     for key, events in per_user.items():
         assert last[key]["seq"] == len(events)
@@ -77,23 +60,11 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
     # The Bigtable event log holds exactly the valid events, a user's history reads newest first,
     # and each profile reflects the user's last evaluation.
     assert settings.bigtable.enabled
-    from google.cloud.bigtable.data import BigtableDataClient, ReadRowsQuery
-
-    from sinks.bigtable import keys, point_at_instance
+    from sinks.bigtable import keys
     from sinks.bigtable.reader import read_history, read_profile
 
+    assert_event_log_is(settings, per_user)
     width = settings.bigtable.hash_prefix_hex
-    expected_rows = {keys.event_key(e.tenant, e.user_id, e.ts, e.event_id, width)
-                     for events in per_user.values() for e in events}
-    point_at_instance(settings.bigtable)
-    client = BigtableDataClient(project=settings.bigtable.project)
-    try:
-        table = client.get_table(settings.bigtable.instance, settings.bigtable.events_table)
-        stored_rows = [row.row_key for row in table.read_rows(ReadRowsQuery())]
-    finally:
-        client.close()
-    assert len(stored_rows) == len(set(stored_rows)) == len(expected_rows)
-    assert set(stored_rows) == expected_rows
 
     hottest = max(per_user, key=lambda k: len(per_user[k]))
     history = read_history(settings, *hottest)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cel
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from operators.catalogue import load_catalogue, parse_catalogue

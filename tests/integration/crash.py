@@ -1,0 +1,342 @@
+"""Crash runs shared by tests/integration/test_recovery.py, test_upgrade.py and bench/chaos.py:
+kill -9 at a random point, restore the latest retained checkpoint, run to the end, and check that
+nothing was lost and nothing was counted twice.
+
+On the embedded MiniCluster the job runs bounded as a separate process group (the client, its JVM
+and the Python workers); the kill takes the whole group at once, like a machine loss. The second
+run restores `chk-N` with `--savepoint`. Its Kafka splits carry the first run's stopping offsets
+in the checkpoint, so it reads exactly the same input; but a restored bounded KafkaSource never
+finishes (flink-connector-kafka 4.0.1: the restored enumerator never sends "no more splits",
+FLINK-31006 / FLINK-33466), so once every event is evaluated the restored job is stopped with a
+savepoint through the MiniCluster's REST API, as `segstream job stop --savepoint` would.
+
+On the standalone cluster the TaskManager is killed and replaced; the JobManager restarts the job
+from its latest checkpoint by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import yaml
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from operators.catalogue import load_catalogue
+from segstream.cluster import Cluster, FlinkRest, JobProcess, completed_checkpoints, latest_checkpoint, wait_for
+from segstream.config import PROJECT_ROOT, Settings
+from segstream.errors import StackError
+from segstream.kafka_admin import end_offsets, read_topic
+from segstream.produce import TrafficSpec, generate, produce_records
+from tests.integration.checks import assert_dead_letters_are, assert_event_log_is, input_events, last_evaluations
+from tests.integration.conftest import free_port, write_config
+from tests.operators import reference
+
+# Small enough for three runs in about four minutes on a quiet 2-core machine, big enough that the
+# first checkpoint (every 500 ms below) completes while most events are still to be processed.
+EVENTS, USERS = 6_000, 300
+FAST_CHECKPOINTS = {"checkpoint_interval_ms": 500, "checkpoint_min_pause_ms": 200}
+# The JVMs of these short jobs only need the C1 compiler: about a third less CPU per job start.
+FAST_JVM = "-XX:TieredStopAtLevel=1"
+
+
+def crash_config(config_path: Path, out: Path, flink: dict | None = None, **kafka) -> tuple[Settings, Path]:
+    """The test's config with checkpoints every 500 ms (and optional flink and kafka overrides)."""
+    data = yaml.safe_load(config_path.read_text())
+    data["flink"].update(FAST_CHECKPOINTS, **(flink or {}))
+    data["kafka"].update(kafka)
+    return write_config(out, data), out
+
+
+def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: int = USERS) -> None:
+    spec = TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=0.005, tenants=2)
+    produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, generate(spec), progress=False)
+
+
+class TopicWatcher:
+    """Follows the evaluations topic from the beginning in a thread: when each record arrived, and
+    which event ids have been evaluated. read_uncommitted by default: it sees records as soon as the
+    sink writes them, inside open transactions too."""
+
+    def __init__(self, bootstrap: str, topic: str, isolation: str = "read_uncommitted"):
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-watcher",
+                                   "enable.auto.commit": False, "isolation.level": isolation,
+                                   "enable.partition.eof": True})
+        partitions = self._consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        self.topic = topic
+        self.bootstrap = bootstrap
+        self.arrivals: list[tuple[float, int, int]] = []  # (time.monotonic(), partition, offset) per record
+        self.wall_arrivals: list[float] = []  # time.time() per record, to compare with file mtimes
+        self.event_ids: set[str] = set()
+        self.positions: dict[int, int] = dict.fromkeys(partitions, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{topic}")
+        self._thread.start()
+
+    def _run(self) -> None:
+        decode = msgspec.json.Decoder().decode
+        while not self._stop.is_set():
+            for m in self._consumer.consume(5_000, 0.1):
+                if m.error():
+                    # At the end of a partition: its position, past any transaction marker there.
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        self.positions[m.partition()] = max(self.positions[m.partition()], m.offset())
+                    continue
+                self.arrivals.append((time.monotonic(), m.partition(), m.offset()))
+                self.wall_arrivals.append(time.time())
+                self.event_ids.add(decode(m.value())["event_id"])
+                self.positions[m.partition()] = m.offset() + 1
+
+    @property
+    def count(self) -> int:
+        return len(self.arrivals)
+
+    def arrived_before(self, wall_time: float) -> int:
+        """How many records had arrived before `wall_time` (time.time())."""
+        return sum(1 for t in self.wall_arrivals if t < wall_time)
+
+    def first_beyond(self, ends: dict[int, int]) -> float | None:
+        """When the first record after `ends` (partition -> end offset, from catch_up) arrived."""
+        return next((t for t, p, o in self.arrivals if o >= ends.get(p, 0)), None)
+
+    def catch_up(self, timeout: float = 60) -> dict[int, int]:
+        """Wait until every record now in the topic has been seen; returns the end offsets."""
+        ends = end_offsets(self.bootstrap, self.topic)
+        wait_for(lambda: all(self.positions.get(p, 0) >= end for p, end in ends.items()), timeout,
+                 f"the watcher to reach the end of {self.topic}", 0.05)
+        return ends
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+@dataclass
+class CrashRun:
+    seed: int
+    share: float  # where the kill falls between the first checkpoint and the end of the input
+    killed_after_s: float  # from the first start
+    evaluations_at_kill: int
+    evaluations_at_first_checkpoint: int  # how many were out when the first chk-N/_metadata appeared
+    checkpoint: str  # the chk-N restored
+    recovery_s: float | None  # restart -> first new evaluation (None: nothing was left to redo)
+    second_run_s: float  # restart -> every event evaluated
+    # Exactly-once sink only: evaluations written (read_uncommitted) and visible to read_committed
+    # before the first checkpoint completed; transactions commit at checkpoints, so the second is 0.
+    written_before_first_checkpoint: int | None = None
+    committed_before_first_checkpoint: int | None = None
+    logs: list[Path] = field(default_factory=list)
+
+
+class KillPoint:
+    """When to kill: once a checkpoint is complete (something to restore) and then a share of the
+    evaluations still to come is out, so that kills fall anywhere between the first checkpoint and
+    the end, not just when it completes. Also notes how many evaluations were out when the first
+    checkpoint appeared, and when Flink completed it (the mtime of `_metadata`, written last)."""
+
+    def __init__(self, checkpoint_dir: Path, watcher: TopicWatcher, share: float, total: int):
+        self.checkpoint_dir = checkpoint_dir
+        self.watcher = watcher
+        self.share = share
+        self.total = total
+        self.evaluations = -1  # out at the first checkpoint
+        self.completed_at: float | None = None  # time.time() scale
+
+    def reached(self) -> bool:
+        if self.evaluations < 0 and (found := completed_checkpoints(self.checkpoint_dir)):
+            self.evaluations = self.watcher.count
+            self.completed_at = (found[0] / "_metadata").stat().st_mtime
+        return (self.evaluations >= 0
+                and self.watcher.count >= self.evaluations + self.share * (self.total - self.evaluations))
+
+
+def stop_with_savepoint(job: JobProcess, rest_port: int, target: Path, timeout: float = 120) -> str:
+    """Stop the job in `job` with a savepoint through its MiniCluster's REST API; wait for exit 0."""
+    rest = FlinkRest(f"http://127.0.0.1:{rest_port}")
+    job_id = wait_for(lambda: _running_job(rest), 60, "the job on the REST API", 0.5, abort=job.exit_reason)
+    location = rest.stop_with_savepoint(job_id, target.resolve().as_uri(), timeout=timeout)
+    code = job.wait(timeout)
+    assert code == 0, f"the job exited with {code} after stop-with-savepoint:\n{job.tail()}"
+    return location
+
+
+def _running_job(rest: FlinkRest) -> str | None:
+    try:
+        return rest.running_job()
+    except StackError:
+        return None
+
+
+def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed: int, valid_ids: set[str],
+                      fraction: tuple[float, float] = (0.1, 0.7), timeout: float = 300,
+                      jvm_args: str = FAST_JVM) -> CrashRun:
+    """Run bounded; kill -9 the job's process group at a random point after a checkpoint completed
+    (KillPoint, `fraction` = the range of its share); restore the latest checkpoint; once every valid event is evaluated,
+    stop the restored job with a savepoint."""
+    rng = random.Random(seed)
+    share = rng.uniform(*fraction)
+    checkpoints = settings.path(settings.flink.checkpoint_dir)
+    watcher = TopicWatcher(settings.kafka.bootstrap_servers, settings.kafka.topics.evaluations)
+    committed = (TopicWatcher(settings.kafka.bootstrap_servers, settings.kafka.topics.evaluations, "read_committed")
+                 if settings.kafka.delivery_guarantee == "exactly-once" else None)
+    first_log, second_log = workdir / f"run-{seed}-1.log", workdir / f"run-{seed}-2.log"
+    try:
+        job = JobProcess.start(config_path, ["--bounded"], first_log, env={"JVM_ARGS": jvm_args},
+                               flink_log_dir=workdir / f"flink-log-{seed}-1")
+        kill_point = KillPoint(checkpoints, watcher, share, len(valid_ids))
+        try:
+            wait_for(kill_point.reached, timeout, "a completed checkpoint and the kill point", 0.05,
+                     abort=job.exit_reason)
+        finally:
+            killed_after = time.monotonic() - job.started
+            job.kill()
+        ends_at_kill = watcher.catch_up()
+        at_kill = watcher.count
+        checkpoint = latest_checkpoint(checkpoints)
+        assert checkpoint is not None
+
+        # No --bounded: the restored splits keep the first run's stopping offsets anyway.
+        rest_port = free_port()
+        job = JobProcess.start(config_path, ["--savepoint", checkpoint.as_uri()], second_log,
+                               env={"JVM_ARGS": jvm_args}, flink_log_dir=workdir / f"flink-log-{seed}-2",
+                               flink_options={"rest.port": rest_port})
+        try:
+            wait_for(lambda: valid_ids <= watcher.event_ids, timeout, "every valid event to be evaluated",
+                     0.1, abort=job.exit_reason)
+            second = time.monotonic() - job.started
+            stop_with_savepoint(job, rest_port, workdir / "savepoints")
+        finally:
+            if job.running():
+                job.kill()
+        first_new = watcher.first_beyond(ends_at_kill)
+    finally:
+        watcher.close()
+        if committed is not None:
+            committed.close()
+    run = CrashRun(seed, round(share, 2), round(killed_after, 1), at_kill, kill_point.evaluations, checkpoint.name,
+                   None if first_new is None else round(first_new - job.started, 1), round(second, 1),
+                   logs=[first_log, second_log])
+    if committed is not None:
+        run.written_before_first_checkpoint = watcher.arrived_before(kill_point.completed_at)
+        run.committed_before_first_checkpoint = committed.arrived_before(kill_point.completed_at)
+    return run
+
+
+def check_results(settings: Settings) -> dict[str, int]:
+    """Assert the outputs equal a recomputation from the input, allowing replayed duplicates.
+
+    - evaluations: every valid event_id at least once and nothing else; all copies of an
+      evaluation identical apart from `rules_version`; per user the seqs are exactly 1..n in input
+      order, entered/exited follow from consecutive segments, and the last evaluation's stats and
+      segments equal the reference recomputation over all the user's events;
+    - dead letters: every invalid record (at least once), nothing else;
+    - Bigtable: the events table holds exactly the valid events; profiles = last evaluations.
+    Returns counts for reports (evaluations, distinct, duplicates, users).
+    """
+    from sinks.bigtable.reader import read_profile
+
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    per_user, invalid = input_events(settings)
+    catalogue = load_catalogue(settings.path(settings.stats_file))
+    rules = {r["id"]: r for r in yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]}
+    valid_ids = {e.event_id for events in per_user.values() for e in events}
+    assert len(valid_ids) == sum(map(len, per_user.values())), "event ids are not unique in the input"
+
+    decoded = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.evaluations)]
+    by_id: dict[str, dict] = {}
+    for d in decoded:
+        copy = {k: v for k, v in d.items() if k != "rules_version"}
+        first = by_id.setdefault(d["event_id"], copy)
+        assert copy == first, f"two different evaluations of {d['event_id']}:\n{first}\n{copy}"
+    missing, extra = valid_ids - set(by_id), set(by_id) - valid_ids
+    assert not missing and not extra, f"{len(missing)} events never evaluated, {len(extra)} unknown evaluated"
+
+    per_user_evals: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for d in by_id.values():
+        per_user_evals[(d["tenant"], d["user_id"])].append(d)
+    assert set(per_user_evals) == set(per_user)
+    last = last_evaluations(list(by_id.values()))
+    for user, events in per_user.items():
+        evals = sorted(per_user_evals[user], key=lambda d: d["seq"])
+        assert [d["seq"] for d in evals] == list(range(1, len(events) + 1)), f"{user}: seqs not 1..n"
+        assert [d["event_id"] for d in evals] == [e.event_id for e in events], f"{user}: not in input order"
+        previous: list[str] = []
+        for d in evals:
+            assert d["entered"] == sorted(set(d["segments"]) - set(previous)), (user, d["seq"])
+            assert d["exited"] == sorted(set(previous) - set(d["segments"])), (user, d["seq"])
+            previous = d["segments"]
+        stats = reference.stat_values(catalogue.stats, events)
+        assert last[user]["stats"] == stats, f"{user}: final stats differ from the recomputation"
+        assert last[user]["segments"] == reference.evaluate_rules(rules, stats, events[-1])[0], user
+
+    assert_dead_letters_are(settings, invalid)
+    assert_event_log_is(settings, per_user)
+    hottest = max(per_user, key=lambda k: len(per_user[k]))
+    for user in sorted(per_user)[:20] + [hottest]:
+        profile = read_profile(settings, *user)
+        assert profile is not None, user
+        assert (profile["seq"], profile["event_id"], profile["stats"]) == (
+            last[user]["seq"], last[user]["event_id"], last[user]["stats"]), user
+    return {"evaluations": len(decoded), "distinct": len(by_id), "duplicates": len(decoded) - len(by_id),
+            "users": len(per_user)}
+
+
+def crash_taskmanager(cluster: Cluster, settings: Settings, config_path: Path, workdir: Path, seed: int,
+                      valid_ids: set[str], fraction: tuple[float, float] = (0.1, 0.7),
+                      timeout: float = 300) -> CrashRun:
+    """`flink run -py jobs/user_stats.py --bounded` on the standalone cluster; kill -9 the
+    TaskManager (with its Python workers) once a checkpoint is complete and a random share of the
+    evaluations is out; start a new TaskManager, as a supervisor would. The JobManager restarts
+    the job from its latest checkpoint by itself, and the same `flink run` must return 0."""
+    rng = random.Random(seed)
+    share = rng.uniform(*fraction)
+    checkpoints = settings.path(settings.flink.checkpoint_dir)
+    watcher = TopicWatcher(settings.kafka.bootstrap_servers, settings.kafka.topics.evaluations)
+    log_path = workdir / f"flink-run-{seed}.log"
+    client = None
+    try:
+        with log_path.open("wb") as log:
+            client = subprocess.Popen(cluster.run_command(["--bounded"]), cwd=PROJECT_ROOT, stdout=log,
+                                      stderr=subprocess.STDOUT, env={**os.environ, **cluster.environment(),
+                                                                     "SEGSTREAM_CONFIG": str(config_path)})
+        submitted = time.monotonic()
+
+        def client_exited() -> str | None:
+            code = client.poll()
+            return None if code is None else f"flink run exited with {code}"
+
+        kill_point = KillPoint(checkpoints, watcher, share, len(valid_ids))
+        wait_for(kill_point.reached, timeout, "a completed checkpoint and the kill point", 0.05, abort=client_exited)
+        cluster.kill_taskmanager()
+        killed = time.monotonic()
+        checkpoint = latest_checkpoint(checkpoints)
+        ends_at_kill = watcher.catch_up()
+        at_kill = watcher.count
+        cluster.start_taskmanager()
+        code = client.wait(timeout)
+        finished = time.monotonic()
+        output = log_path.read_text(errors="replace")
+        assert code == 0, f"flink run exited with {code}:\n{output[-4000:]}"
+        first_new = watcher.first_beyond(ends_at_kill)
+    finally:
+        watcher.close()
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait()
+    job = max(cluster.rest.jobs(), key=lambda j: j["start-time"])
+    assert job["state"] == "FINISHED", job
+    assert cluster.rest.exceptions(job["jid"]), "the job never failed over: the kill came too late"
+    return CrashRun(seed, round(share, 2), round(killed - submitted, 1), at_kill, kill_point.evaluations, checkpoint.name,
+                    None if first_new is None else round(first_new - killed, 1), round(finished - killed, 1),
+                    logs=[log_path, cluster.log_dir])
+
+
