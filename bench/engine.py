@@ -119,7 +119,7 @@ def timed_run(evaluator: Evaluator, events: list[Event]) -> tuple[float, dict[st
     get, process = states.get, evaluator.process
     start = time.process_time()
     for event in events:
-        states[event.user_id], _ = process(get(event.user_id), event)
+        states[event.user_id] = process(get(event.user_id), event).blob
     return time.process_time() - start, states
 
 

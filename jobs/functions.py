@@ -24,6 +24,7 @@ KEYED_EVENT_TYPE = Types.TUPLE([Types.STRING(), BYTES])
 MIRROR_TYPE = Types.TUPLE([Types.STRING(), Types.STRING()])
 
 DEAD_LETTERS = OutputTag("dead-letters", DEAD_LETTER_TYPE)
+EXPIRATIONS = OutputTag("expirations", EVALUATION_TYPE)
 MIRROR = OutputTag("bigtable-mirror", MIRROR_TYPE)
 
 # Pickled, not PRIMITIVE_ARRAY(BYTE): a bytes-typed state kills the TaskManager JVM in PyFlink 2.3
@@ -32,6 +33,8 @@ USER_STATE = ValueStateDescriptor("user", Types.PICKLED_BYTE_ARRAY())
 # rule id -> rule JSON, or b"" for a deletion; plus VERSION_KEY -> count of rule records seen
 RULE_CHANGES = MapStateDescriptor("rule-changes", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 VERSION_KEY = "\x00version"
+# The watermark at the end of a bounded input: it fires every timer, but no time has passed.
+END_OF_INPUT = 2**63 - 1
 
 _encoder = msgspec.json.Encoder()
 
@@ -61,6 +64,9 @@ class EvaluateUser(KeyedBroadcastProcessFunction):
 
     One keyed-state read and one write per event. Rules arrive on the broadcast side; every
     change is also kept in broadcast state so that a restored job has the same rule set.
+    With an `expire_after` in the catalogue, an event-time timer per user reports and clears
+    users who went quiet (docs/semantics.md, "Expiry"); timers live in the keyed state backend
+    and are checkpointed with it.
     """
 
     def __init__(self, stats_file: str, rules_file: str, rules_topic: str, mirror: bool):
@@ -92,13 +98,30 @@ class EvaluateUser(KeyedBroadcastProcessFunction):
     def process_element(self, value, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext):
         self._restore_rules(ctx.get_broadcast_state(RULE_CHANGES))
         event = decode_event(value[1])  # validated upstream
-        new_state, evaluation = self.evaluator.process(self.user_state.value(), event)
-        self.user_state.update(new_state)
+        result = self.evaluator.process(self.user_state.value(), event)
+        self.user_state.update(result.blob)
+        if result.expiry is not None:
+            yield EXPIRATIONS, Row(event.user_id, _encoder.encode(result.expiry).decode())
+        if result.timer is not None:
+            ctx.timer_service().register_event_time_timer(result.timer)
+        evaluation = result.evaluation
         evaluation["rules_version"] = self.rules_version
         payload = _encoder.encode(evaluation).decode()
         yield Row(event.user_id, payload)
         if self.mirror:
             yield MIRROR, (value[1].decode(), payload)
+
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext):
+        if ctx.timer_service().current_watermark() >= END_OF_INPUT:
+            return
+        blob = self.user_state.value()
+        if blob is None:
+            return
+        tenant, user_id = ctx.get_current_key().split("\x00", 1)
+        expired = self.evaluator.expire(blob, timestamp, tenant, user_id)
+        if expired is not None:
+            self.user_state.update(expired[0])
+            yield EXPIRATIONS, Row(user_id, _encoder.encode(expired[1]).decode())
 
     def process_broadcast_element(self, row: Row, ctx: KeyedBroadcastProcessFunction.Context):
         state = ctx.get_broadcast_state(RULE_CHANGES)

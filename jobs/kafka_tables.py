@@ -25,8 +25,13 @@ def _specific_offsets(ends: dict[int, int]) -> str:
 
 
 def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
-               bounded_ends: dict[int, int] | None, with_watermark: bool) -> str:
-    """A Kafka source table: raw key and value bytes plus the record's metadata."""
+               bounded_ends: dict[int, int] | None) -> str:
+    """A Kafka source table: raw key and value bytes plus the record's metadata, with a watermark.
+
+    Both sources need one: the evaluator's event-time timers fire on the lower watermark of its two
+    inputs. The rules topic is idle most of the time and then drops out of it
+    (`table.exec.source.idle-timeout`), so the events set the pace.
+    """
     kafka = settings.kafka
     options = {
         "connector": "kafka",
@@ -44,11 +49,9 @@ def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
         # Explicit end offsets: the local broker under-reports LATEST (see kafka_admin.end_offsets).
         options["scan.bounded.mode"] = "specific-offsets"
         options["scan.bounded.specific-offsets"] = _specific_offsets(bounded_ends)
-    watermark = ""
-    if with_watermark:
-        lag_s = settings.flink.watermark_out_of_orderness_ms / 1000
-        # Producers set the record timestamp to the event time, so no Python timestamp assigner is needed.
-        watermark = f",\n  WATERMARK FOR record_ts AS record_ts - INTERVAL '{lag_s:.3f}' SECOND"
+    lag_s = settings.flink.watermark_out_of_orderness_ms / 1000
+    # Producers set the record timestamp to the event time, so no Python timestamp assigner is needed.
+    watermark = f",\n  WATERMARK FOR record_ts AS record_ts - INTERVAL '{lag_s:.3f}' SECOND"
     return f"""CREATE TEMPORARY TABLE {table} (
   record_key BYTES,
   record_value BYTES,

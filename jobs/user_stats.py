@@ -25,7 +25,7 @@ from pyflink.table import StreamTableEnvironment  # noqa: E402
 from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import create_environments  # noqa: E402
 from jobs.functions import (  # noqa: E402
-    DEAD_LETTERS, EVALUATION_TYPE, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
+    DEAD_LETTERS, EVALUATION_TYPE, EXPIRATIONS, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
     EvaluateUser, ParseEvent,
 )
 from segstream import artifacts  # noqa: E402
@@ -44,10 +44,12 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         return end_offsets(bootstrap, topic) if bounded else None
 
     t_env.execute_sql(kafka_tables.source_ddl("events_source", topics.events, settings, "events",
-                                              ends(topics.events), with_watermark=True))
+                                              ends(topics.events)))
     t_env.execute_sql(kafka_tables.source_ddl("rules_source", topics.rules, settings, "rules",
-                                              ends(topics.rules), with_watermark=False))
+                                              ends(topics.rules)))
     t_env.execute_sql(kafka_tables.sink_ddl("evaluations_sink", topics.evaluations, settings,
+                                            "STRING", "STRING", transactional=True))
+    t_env.execute_sql(kafka_tables.sink_ddl("expirations_sink", topics.expirations, settings,
                                             "STRING", "STRING", transactional=True))
     t_env.execute_sql(kafka_tables.sink_ddl("dead_letters_sink", topics.dead_letters, settings,
                                             "BYTES", "BYTES", transactional=False))
@@ -76,6 +78,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 
     statements = t_env.create_statement_set()
     statements.add_insert("evaluations_sink", t_env.from_data_stream(evaluated))
+    statements.add_insert("expirations_sink", t_env.from_data_stream(evaluated.get_side_output(EXPIRATIONS)))
     statements.add_insert("dead_letters_sink", t_env.from_data_stream(dead_letters))
     statements.attach_as_datastream()
 

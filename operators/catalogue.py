@@ -141,6 +141,14 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     stats: list[StatSpec]
+    # A user whose newest event is older than this (event time) expires: their state is reset and
+    # the expiry reported on the expirations topic (docs/semantics.md, "Expiry"). None: never.
+    expire_after: int | None = None
+
+    @field_validator("expire_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return None if value is None else parse_duration(value)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Catalogue:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -36,6 +36,23 @@ class UserState(msgspec.Struct, array_like=True):
     segment_mask: int
     error_mask: int
     rules_fp: int
+    # The user expired (Evaluator.expire) and only `seq` is kept. A trailing field with a default:
+    # blobs written before it existed still decode, so FORMAT_VERSION stays 1.
+    expired: bool = False
+
+
+class Processed(NamedTuple):
+    blob: bytes
+    evaluation: dict
+    # The user's previous life expired before this event, and no timer had reported it yet.
+    expiry: dict | None
+    # When to check the user for expiry (event time, ms), if that moved; None: nothing to register.
+    timer: int | None
+
+
+# Expiry timers are rounded up to 1/64 of `expire_after`, so that a busy user registers a new
+# timer only every so often; an expiry is reported at most that much late, never early.
+TIMER_SLOTS = 64
 
 
 def _pack_fps(fps: list[int]) -> bytes:
@@ -52,6 +69,8 @@ class Evaluator:
         if rules.catalogue.names != catalogue.names:
             raise ValueError("the rule set was validated against a different catalogue")
         self.rules = rules
+        self.expire_after = catalogue.expire_after
+        self._timer_resolution = max(1, (catalogue.expire_after or 0) // TIMER_SLOTS)
         self._names = catalogue.names
         self._aggs = [aggregation(spec) for spec in catalogue.stats]
         self._fps = [spec.fingerprint for spec in catalogue.stats]
@@ -73,10 +92,11 @@ class Evaluator:
                 windows.setdefault(agg.resolution, []).append((i, agg.advance))
         self._windows = tuple((resolution, tuple(advances)) for resolution, advances in windows.items())
 
-    def process(self, blob: bytes | None, event: Event) -> tuple[bytes, dict]:
+    def process(self, blob: bytes | None, event: Event) -> Processed:
         ts = event.ts
         if not INT64_MIN <= ts <= INT64_MAX:
             raise ValueError(f"event ts {ts} is outside the 64-bit range")
+        expiry = None
         if blob is None:
             fresh = [agg.initial() for agg in self._aggs]
             user = UserState(FORMAT_VERSION, 0, None, self._packed_fps, fresh, [], 0, 0, 0)
@@ -85,9 +105,15 @@ class Evaluator:
             user = _decode(blob)
             if user.version != FORMAT_VERSION:
                 raise ValueError(f"user state format {user.version} is not {FORMAT_VERSION}")
+            if self.expire_after is not None and (
+                    user.expired or (user.max_ts is not None and ts > user.max_ts + self.expire_after)):
+                if not user.expired:  # no timer got there first: report it now
+                    expiry = self._expiry(user, event.tenant, event.user_id)
+                _forget(user, expired=False)
             migrated = user.stat_fps != self._packed_fps
             if migrated:
                 self._migrate(user)
+        deadline_before = self._timer(user.max_ts)
         states = user.stats
         changed: list[int] = []  # indexes of stats whose value may have changed
         previous_max = user.max_ts
@@ -109,7 +135,8 @@ class Evaluator:
         user.seq += 1
         stats = dict(zip(self._names, map(_value, states)))
         segments, entered, exited = self._evaluate_rules(user, event, stats, changed, migrated)
-        return _encode(user), {
+        deadline = self._timer(user.max_ts)
+        return Processed(_encode(user), {
             "event_id": event.event_id,
             "tenant": event.tenant,
             "user_id": event.user_id,
@@ -119,6 +146,33 @@ class Evaluator:
             "segments": segments,
             "entered": entered,
             "exited": exited,
+        }, expiry, deadline if deadline != deadline_before else None)
+
+    def expire(self, blob: bytes, now: int, tenant: str, user_id: str) -> tuple[bytes, dict] | None:
+        """An expiry timer at event time `now`: if the user is due, (tombstone blob, expiry record)."""
+        if self.expire_after is None:
+            return None
+        user = _decode(blob)
+        if user.expired or user.max_ts is None or user.max_ts + self.expire_after > now:
+            return None  # a newer event moved the deadline (its own timer is registered)
+        expiry = self._expiry(user, tenant, user_id)
+        _forget(user, expired=True)
+        return _encode(user), expiry
+
+    def _timer(self, max_ts: int | None) -> int | None:
+        if self.expire_after is None or max_ts is None:
+            return None
+        resolution = self._timer_resolution
+        return -(-(max_ts + self.expire_after) // resolution) * resolution
+
+    def _expiry(self, user: UserState, tenant: str, user_id: str) -> dict:
+        return {
+            "tenant": tenant,
+            "user_id": user_id,
+            "seq": user.seq,  # of the user's last evaluation before the expiry
+            "last_ts": user.max_ts,
+            "expired_at": user.max_ts + self.expire_after,
+            "exited": user.segments,
         }
 
     def _migrate(self, user: UserState) -> None:
@@ -160,3 +214,11 @@ class Evaluator:
         user.segments = segments = rules.ids_of(matched)
         now = set(segments)
         return segments, [i for i in segments if i not in before_set], [i for i in before if i not in now]
+
+
+def _forget(user: UserState, expired: bool) -> None:
+    """Keep only `seq` (it keeps counting across lives); the next event starts every stat afresh
+    (an empty fingerprint list makes it migrate) and enters its segments anew."""
+    user.max_ts, user.stat_fps, user.stats, user.segments = None, b"", [], []
+    user.segment_mask = user.error_mask = user.rules_fp = 0
+    user.expired = expired

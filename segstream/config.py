@@ -24,6 +24,7 @@ class Topics(BaseModel):
     evaluations: str = "evaluations"
     dead_letters: str = "dead-letters"
     rules: str = "rules"
+    expirations: str = "expirations"
 
 
 class KafkaConfig(BaseModel):

@@ -20,7 +20,7 @@ def topic_plan(settings: Settings) -> dict[str, int]:
     """Topic name -> partition count. Evaluations follow the events' partitioning."""
     t = settings.kafka.topics
     n = settings.kafka.events_partitions
-    return {t.events: n, t.evaluations: n, t.dead_letters: 1, t.rules: 1}
+    return {t.events: n, t.evaluations: n, t.expirations: n, t.dead_letters: 1, t.rules: 1}
 
 
 def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0) -> None:

@@ -72,7 +72,7 @@ def generate(spec: TrafficSpec) -> Iterator[Record]:
             if produced >= spec.events:
                 break
             if rng.random() < spec.invalid_ratio:
-                yield _invalid(rng, produced)
+                yield _invalid(rng, produced, event["ts"])
             else:
                 yield Record(user_id.encode(), encoder.encode(event), event["ts"])
             produced += 1
@@ -104,8 +104,9 @@ def _visit(rng: random.Random, spec: TrafficSpec, tenant: str, user_id: str, sta
                "ts": event_ts, "name": name, "values": values}
 
 
-def _invalid(rng: random.Random, seq: int) -> Record:
-    """One record that breaks the contract in one of the ways it names."""
+def _invalid(rng: random.Random, seq: int, ts: int) -> Record:
+    """One record that breaks the contract in one of the ways it names, sent at simulated time `ts`
+    (a record stamped with the wall clock would drag the job's watermark to today)."""
     kind = rng.randrange(7)
     good = {"event_id": f"bad-{seq}", "user_id": f"u-bad-{seq}", "ts": 0, "name": "page_view", "values": {}}
     if kind == 0:
@@ -122,7 +123,7 @@ def _invalid(rng: random.Random, seq: int) -> Record:
         value = msgspec.json.encode({**good, "user_id": "x" * (MAX_USER_ID_BYTES + 1)})
     else:
         value = msgspec.json.encode({**good, "values": {"blob": "x" * MAX_RECORD_BYTES}})
-    return Record(f"invalid-{seq}".encode(), value, None)
+    return Record(f"invalid-{seq}".encode(), value, ts)
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:

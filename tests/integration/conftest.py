@@ -76,8 +76,8 @@ def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) ->
 
     data = yaml.safe_load(base.read_text())
     data["kafka"]["topics"] = {k: f"{prefix}-{v}" for k, v in load_settings(base).kafka.topics.model_dump().items()}
-    data["flink"]["checkpoint_dir"] = str(checkpoint_dir)
-    data["bigtable"]["events_table"] = f"{prefix}-events"
+    data.setdefault("flink", {})["checkpoint_dir"] = str(checkpoint_dir)
+    data.setdefault("bigtable", {})["events_table"] = f"{prefix}-events"
     data["bigtable"]["profiles_table"] = f"{prefix}-profiles"
     settings = write_config(out, data)
     ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings))

@@ -24,18 +24,21 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import msgspec
 import yaml
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from operators.catalogue import load_catalogue
+from operators.evaluator import TIMER_SLOTS
+from operators.events import Event, InvalidEvent, parse_record
 from segstream.cluster import Cluster, FlinkRest, JobProcess, completed_checkpoints, latest_checkpoint, wait_for
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.errors import StackError
-from segstream.kafka_admin import end_offsets, read_topic
+from segstream.kafka_admin import Message, end_offsets, read_topic
 from segstream.produce import TrafficSpec, generate, produce_records
-from tests.integration.checks import assert_dead_letters_are, assert_event_log_is, input_events, last_evaluations
+from tests.integration.checks import assert_dead_letters_are, assert_event_log_is, events_by_user, last_evaluations
 from tests.integration.conftest import free_port, write_config
 from tests.operators import reference
 
@@ -60,12 +63,22 @@ def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: 
     produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, generate(spec), progress=False)
 
 
-class TopicWatcher:
-    """Follows the evaluations topic from the beginning in a thread: when each record arrived, and
-    which event ids have been evaluated. read_uncommitted by default: it sees records as soon as the
-    sink writes them, inside open transactions too."""
+def evaluation_id(record: dict) -> object:
+    return record["event_id"]
 
-    def __init__(self, bootstrap: str, topic: str, isolation: str = "read_uncommitted"):
+
+def expiry_id(record: dict) -> object:
+    return record["tenant"], record["user_id"], record["seq"]
+
+
+class TopicWatcher:
+    """Follows a topic (evaluations by default) from the beginning in a thread: when each record
+    arrived, and the ids seen (`record_id` of the decoded JSON value). read_uncommitted by default:
+    it sees records as soon as the sink writes them, inside open transactions too."""
+
+    def __init__(self, bootstrap: str, topic: str, isolation: str = "read_uncommitted",
+                 record_id=evaluation_id):
+        self._record_id = record_id
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-watcher",
                                    "enable.auto.commit": False, "isolation.level": isolation,
                                    "enable.partition.eof": True})
@@ -75,7 +88,9 @@ class TopicWatcher:
         self.bootstrap = bootstrap
         self.arrivals: list[tuple[float, int, int]] = []  # (time.monotonic(), partition, offset) per record
         self.wall_arrivals: list[float] = []  # time.time() per record, to compare with file mtimes
-        self.event_ids: set[str] = set()
+        self.event_ids: set = set()
+        self.seen_at: dict = {}  # id -> time.monotonic() of its first arrival
+        self.locations: dict = {}  # id -> [(partition, offset)] of every copy
         self.positions: dict[int, int] = dict.fromkeys(partitions, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{topic}")
@@ -92,7 +107,10 @@ class TopicWatcher:
                     continue
                 self.arrivals.append((time.monotonic(), m.partition(), m.offset()))
                 self.wall_arrivals.append(time.time())
-                self.event_ids.add(decode(m.value())["event_id"])
+                record_id = self._record_id(decode(m.value()))
+                self.event_ids.add(record_id)
+                self.seen_at.setdefault(record_id, time.monotonic())
+                self.locations.setdefault(record_id, []).append((m.partition(), m.offset()))
                 self.positions[m.partition()] = m.offset() + 1
 
     @property
@@ -130,6 +148,10 @@ class CrashRun:
     checkpoint: str  # the chk-N restored
     recovery_s: float | None  # restart -> first new evaluation (None: nothing was left to redo)
     second_run_s: float  # restart -> every event evaluated
+    restarted_at: float  # time.monotonic() of the restart
+    # Evaluations topic: partition -> end offset when the first run had been killed (what follows
+    # was written by the restored job).
+    ends_at_kill: dict[int, int] = field(default_factory=dict)
     # Exactly-once sink only: evaluations written (read_uncommitted) and visible to read_committed
     # before the first checkpoint completed; transactions commit at checkpoints, so the second is 0.
     written_before_first_checkpoint: int | None = None
@@ -178,10 +200,16 @@ def _running_job(rest: FlinkRest) -> str | None:
 
 def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed: int, valid_ids: set[str],
                       fraction: tuple[float, float] = (0.1, 0.7), timeout: float = 300,
-                      jvm_args: str = FAST_JVM) -> CrashRun:
-    """Run bounded; kill -9 the job's process group at a random point after a checkpoint completed
-    (KillPoint, `fraction` = the range of its share); restore the latest checkpoint; once every valid event is evaluated,
-    stop the restored job with a savepoint."""
+                      jvm_args: str = FAST_JVM, also_wait_for: Callable[[dict[int, int]], bool] | None = None,
+                      bounded: bool = True) -> CrashRun:
+    """Run the job (bounded by default); kill -9 its process group at a random point after a
+    checkpoint completed (KillPoint, `fraction` = the range of its share); restore the latest
+    checkpoint; once every valid event is evaluated (and `also_wait_for(ends_at_kill)` holds: the
+    evaluations' end offsets at the kill), stop the restored job with a savepoint.
+
+    Event-time timers need `bounded=False`: a restored bounded job does not finish (see the module
+    docstring), and a source subtask whose splits have all reached their end offsets then holds
+    its last watermark forever, where an unbounded one goes idle and drops out of it."""
     rng = random.Random(seed)
     share = rng.uniform(*fraction)
     checkpoints = settings.path(settings.flink.checkpoint_dir)
@@ -190,7 +218,7 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
                  if settings.kafka.delivery_guarantee == "exactly-once" else None)
     first_log, second_log = workdir / f"run-{seed}-1.log", workdir / f"run-{seed}-2.log"
     try:
-        job = JobProcess.start(config_path, ["--bounded"], first_log, env={"JVM_ARGS": jvm_args},
+        job = JobProcess.start(config_path, ["--bounded"] if bounded else [], first_log, env={"JVM_ARGS": jvm_args},
                                flink_log_dir=workdir / f"flink-log-{seed}-1")
         kill_point = KillPoint(checkpoints, watcher, share, len(valid_ids))
         try:
@@ -213,6 +241,8 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
             wait_for(lambda: valid_ids <= watcher.event_ids, timeout, "every valid event to be evaluated",
                      0.1, abort=job.exit_reason)
             second = time.monotonic() - job.started
+            if also_wait_for is not None:
+                wait_for(lambda: also_wait_for(ends_at_kill), timeout, "the other outputs", 0.1, abort=job.exit_reason)
             stop_with_savepoint(job, rest_port, workdir / "savepoints")
         finally:
             if job.running():
@@ -224,29 +254,33 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
             committed.close()
     run = CrashRun(seed, round(share, 2), round(killed_after, 1), at_kill, kill_point.evaluations, checkpoint.name,
                    None if first_new is None else round(first_new - job.started, 1), round(second, 1),
-                   logs=[first_log, second_log])
+                   job.started, ends_at_kill, logs=[first_log, second_log])
     if committed is not None:
         run.written_before_first_checkpoint = watcher.arrived_before(kill_point.completed_at)
         run.committed_before_first_checkpoint = committed.arrived_before(kill_point.completed_at)
     return run
 
 
-def check_results(settings: Settings) -> dict[str, int]:
+def check_results(settings: Settings, may_be_lost: frozenset = frozenset()) -> dict[str, int]:
     """Assert the outputs equal a recomputation from the input, allowing replayed duplicates.
 
     - evaluations: every valid event_id at least once and nothing else; all copies of an
       evaluation identical apart from `rules_version`; per user the seqs are exactly 1..n in input
       order, entered/exited follow from consecutive segments, and the last evaluation's stats and
       segments equal the reference recomputation over all the user's events;
+    - with `expire_after` in the catalogue the same per life (tests/operators/reference.py: lives),
+      and the expirations topic holds each expiry that is due (check_expirations);
     - dead letters: every invalid record (at least once), nothing else;
     - Bigtable: the events table holds exactly the valid events; profiles = last evaluations.
-    Returns counts for reports (evaluations, distinct, duplicates, users).
+    Returns counts for reports (evaluations, distinct, duplicates, users, expirations).
     """
     from sinks.bigtable.reader import read_profile
 
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
-    per_user, invalid = input_events(settings)
+    messages = read_topic(bootstrap, topics.events)
+    per_user, invalid = events_by_user(messages)
     catalogue = load_catalogue(settings.path(settings.stats_file))
+    lives = {user: reference.lives(events, catalogue.expire_after) for user, events in per_user.items()}
     rules = {r["id"]: r for r in yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]}
     valid_ids = {e.event_id for events in per_user.values() for e in events}
     assert len(valid_ids) == sum(map(len, per_user.values())), "event ids are not unique in the input"
@@ -269,14 +303,18 @@ def check_results(settings: Settings) -> dict[str, int]:
         evals = sorted(per_user_evals[user], key=lambda d: d["seq"])
         assert [d["seq"] for d in evals] == list(range(1, len(events) + 1)), f"{user}: seqs not 1..n"
         assert [d["event_id"] for d in evals] == [e.event_id for e in events], f"{user}: not in input order"
+        life_starts = {life[0].event_id for life in lives[user][1:]}
         previous: list[str] = []
         for d in evals:
+            if d["event_id"] in life_starts:  # the previous life's segments were exited by its expiry
+                previous = []
             assert d["entered"] == sorted(set(d["segments"]) - set(previous)), (user, d["seq"])
             assert d["exited"] == sorted(set(previous) - set(d["segments"])), (user, d["seq"])
             previous = d["segments"]
-        stats = reference.stat_values(catalogue.stats, events)
+        stats = reference.stat_values(catalogue.stats, lives[user][-1])
         assert last[user]["stats"] == stats, f"{user}: final stats differ from the recomputation"
         assert last[user]["segments"] == reference.evaluate_rules(rules, stats, events[-1])[0], user
+    expirations = check_expirations(settings, messages, lives, catalogue, rules, may_be_lost)
 
     assert_dead_letters_are(settings, invalid)
     assert_event_log_is(settings, per_user)
@@ -287,7 +325,66 @@ def check_results(settings: Settings) -> dict[str, int]:
         assert (profile["seq"], profile["event_id"], profile["stats"]) == (
             last[user]["seq"], last[user]["event_id"], last[user]["stats"]), user
     return {"evaluations": len(decoded), "distinct": len(by_id), "duplicates": len(decoded) - len(by_id),
-            "users": len(per_user)}
+            "users": len(per_user), "expirations": expirations}
+
+
+def due_expirations(settings: Settings, messages: list[Message], lives: dict[tuple[str, str], list[list[Event]]],
+                    catalogue, rules: dict) -> tuple[dict[tuple, dict], set[tuple]]:
+    """The expiry records the job must write (id -> record) and the ids it may write.
+
+    Every life followed by another ended in an expiry. The last life expires only if its timer
+    fired: if the watermark passed its timer. After all input the watermark lies between the
+    lowest and the highest of the partitions' greatest timestamps (minus the out-of-orderness), as
+    idle partitions drop out of it, so a last life due before the lowest must have expired, one due
+    after the highest cannot have.
+    """
+    ttl = catalogue.expire_after
+    if ttl is None:
+        return {}, set()
+    resolution = max(1, ttl // TIMER_SLOTS)
+    greatest: dict[int, int] = {}
+    for m in messages:
+        try:
+            ts = parse_record(m.value).ts
+        except InvalidEvent:
+            continue
+        greatest[m.partition] = max(greatest.get(m.partition, ts), ts)
+    lowest_watermark = min(greatest.values()) - settings.flink.watermark_out_of_orderness_ms - 1
+    highest_watermark = max(greatest.values())
+    required: dict[tuple, dict] = {}
+    optional: set[tuple] = set()
+    for (tenant, user_id), user_lives in lives.items():
+        seq = 0
+        for index, life in enumerate(user_lives):
+            seq += len(life)
+            last_ts = max(e.ts for e in life)
+            stats = reference.stat_values(catalogue.stats, life)
+            record = {"tenant": tenant, "user_id": user_id, "seq": seq, "last_ts": last_ts,
+                      "expired_at": last_ts + ttl, "exited": reference.evaluate_rules(rules, stats, life[-1])[0]}
+            timer = -(-(last_ts + ttl) // resolution) * resolution
+            if index < len(user_lives) - 1 or timer <= lowest_watermark:
+                required[expiry_id(record)] = record
+            elif timer <= highest_watermark:
+                optional.add(expiry_id(record))
+    return required, optional
+
+
+def check_expirations(settings: Settings, messages: list[Message], lives, catalogue, rules: dict,
+                      may_be_lost: frozenset = frozenset()) -> int:
+    """Each due expiry written (at least once, copies identical; but for `may_be_lost`), none that
+    is not due; returns how many were written."""
+    required, optional = due_expirations(settings, messages, lives, catalogue, rules)
+    written: dict[tuple, dict] = {}
+    for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.expirations):
+        record = msgspec.json.decode(m.value)
+        assert written.setdefault(expiry_id(record), record) == record, f"two different expiries: {record}"
+    missing = [required[i] for i in required.keys() - written.keys() - may_be_lost]
+    assert not missing, f"{len(missing)} due expiries never written, e.g. {missing[:3]}"
+    for key in required.keys() & written.keys():
+        assert written[key] == required[key], f"expiry {key}: {written[key]} != {required[key]}"
+    unexpected = written.keys() - required.keys() - optional
+    assert not unexpected, f"{len(unexpected)} expiries that were not due, e.g. {sorted(unexpected)[:3]}"
+    return len(written)
 
 
 def crash_taskmanager(cluster: Cluster, settings: Settings, config_path: Path, workdir: Path, seed: int,
@@ -337,6 +434,6 @@ def crash_taskmanager(cluster: Cluster, settings: Settings, config_path: Path, w
     assert cluster.rest.exceptions(job["jid"]), "the job never failed over: the kill came too late"
     return CrashRun(seed, round(share, 2), round(killed - submitted, 1), at_kill, kill_point.evaluations, checkpoint.name,
                     None if first_new is None else round(first_new - killed, 1), round(finished - killed, 1),
-                    logs=[log_path, cluster.log_dir])
+                    killed, ends_at_kill, logs=[log_path, cluster.log_dir])
 
 

@@ -40,6 +40,10 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
     assert max(counts.values()) == 1, "an event was evaluated twice"
     for m, d in zip(evaluations, decoded):
         assert m.key == d["user_id"].encode()
+    # A week of traffic under expire_after: 90d, and the end of a bounded input is not the passing
+    # of time (its final watermark fires every timer): nobody expires.
+    assert load_catalogue(settings.path(settings.stats_file)).expire_after == 90 * 86_400_000
+    assert read_topic(settings.kafka.bootstrap_servers, topics.expirations) == []
 
     dead = [msgspec.json.decode(m.value) for m in read_topic(settings.kafka.bootstrap_servers, topics.dead_letters)]
     assert sorted((d["partition"], d["offset"]) for d in dead) == sorted((m.partition, m.offset) for m in invalid)

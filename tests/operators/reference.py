@@ -116,3 +116,17 @@ def evaluate_rules(rules: dict[str, dict], stats: dict[str, object], event: Even
         elif result is not False:
             errors += 1
     return sorted(matched), errors
+
+
+def lives(events: list[Event], expire_after: int | None) -> list[list[Event]]:
+    """A user's events (processing order) split into lives: a new life starts with an event more than
+    `expire_after` after the greatest ts before it (timers only change when an expiry is reported)."""
+    result: list[list[Event]] = [[]]
+    greatest = None
+    for e in events:
+        if expire_after is not None and greatest is not None and e.ts > greatest + expire_after:
+            result.append([])
+            greatest = None
+        result[-1].append(e)
+        greatest = e.ts if greatest is None else max(greatest, e.ts)
+    return result

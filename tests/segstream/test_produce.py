@@ -38,6 +38,14 @@ def test_records_are_keyed_and_timestamped_by_user_and_event_time():
         assert r.key == event.user_id.encode() and r.timestamp == event.ts
 
 
+def test_invalid_records_are_timestamped_in_the_simulated_time_too():
+    """A wall-clock timestamp on a week-old backlog would drag the job's watermark to today."""
+    records = list(generate(TrafficSpec(events=2_000, users=50, invalid_ratio=0.05)))
+    valid_ts = [parse_record(r.value).ts for r in records if not r.key.startswith(b"invalid-")]
+    invalid_ts = [r.timestamp for r in records if r.key.startswith(b"invalid-")]
+    assert invalid_ts and all(min(valid_ts) <= ts <= max(valid_ts) for ts in invalid_ts)
+
+
 def test_some_events_arrive_out_of_order_per_user():
     latest: dict[str, int] = {}
     late = 0

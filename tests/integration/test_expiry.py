@@ -1,0 +1,82 @@
+"""Expiry timers across a crash: with `expire_after: 12h` on a week of traffic many users expire,
+some when their next event comes (reported just before its evaluation), the others only by their
+event-time timer. The job runs unbounded, as in production, is killed at a random point and
+restored from the latest checkpoint, and runs until the watermark has passed every deadline.
+
+Asserted: every expiry that a returning user triggers, and every one whose timer the restored job
+registered itself, is written with the exact content (crash.check_expirations), and none that is
+not due; stats, segments, dead letters and Bigtable as in every crash test. Measured and printed,
+not asserted: how many timers restored from the checkpoint fired. PyFlink 2.3 (process mode)
+loses some or all of them after a kill -9 (docs/recovery.md, "Known gap").
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+import yaml
+
+from operators.catalogue import load_catalogue
+from segstream.config import PROJECT_ROOT
+from segstream.kafka_admin import read_topic
+from tests.integration.checks import events_by_user
+from tests.integration.conftest import write_config
+from tests.integration.crash import (
+    TopicWatcher, check_results, crash_and_recover, crash_config, due_expirations, expiry_id, produce_traffic,
+)
+from tests.operators import reference
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def test_expiry_across_a_crash_and_restore(job_config, tmp_path):
+    stats = yaml.safe_load((PROJECT_ROOT / "conf" / "stats.yaml").read_text())
+    stats["expire_after"] = "12h"
+    stats_file = tmp_path / "stats-12h.yaml"
+    stats_file.write_text(yaml.safe_dump(stats, sort_keys=False))
+    _, config_path = crash_config(job_config[1], tmp_path / "crash.yaml")
+    data = yaml.safe_load(config_path.read_text())
+    data["stats_file"] = str(stats_file)
+    settings = write_config(config_path, data)
+    seed = 5
+    produce_traffic(settings, seed)
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+
+    messages = read_topic(bootstrap, topics.events)
+    per_user, _ = events_by_user(messages)
+    catalogue = load_catalogue(stats_file)
+    rules = {r["id"]: r for r in yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]}
+    lives = {user: reference.lives(events, catalogue.expire_after) for user, events in per_user.items()}
+    required, _ = due_expirations(settings, messages, lives, catalogue, rules)
+    # A user's last life can only be reported by its timer: no later event comes.
+    timer_only = {key for key, record in required.items() if record["seq"] == len(per_user[key[:2]])}
+    assert len(required) > 100 and len(timer_only) > 20, (len(required), len(timer_only))
+
+    expirations = TopicWatcher(bootstrap, topics.expirations, record_id=expiry_id)
+    evaluations = TopicWatcher(bootstrap, topics.evaluations)
+
+    def from_checkpoint(ends_at_kill: dict[int, int]) -> frozenset:
+        """Timer-only expiries of users whose last event the restored job did not process: their
+        timer had to come back from the checkpoint."""
+        def ran_after_restore(event_id: str) -> bool:
+            return any(o >= ends_at_kill.get(p, 0) for p, o in evaluations.locations.get(event_id, ()))
+        return frozenset(k for k in timer_only if not ran_after_restore(per_user[k[:2]][-1].event_id))
+
+    def restored_job_done(ends_at_kill: dict[int, int]) -> bool:
+        return (required.keys() - from_checkpoint(ends_at_kill)) <= expirations.event_ids
+
+    try:
+        run = crash_and_recover(settings, config_path, tmp_path, seed,
+                                {e.event_id for events in per_user.values() for e in events},
+                                also_wait_for=restored_job_done, bounded=False)
+        restored = from_checkpoint(run.ends_at_kill)
+    finally:
+        expirations.close()
+        evaluations.close()
+    print(f"\n{run}")
+    assert 0 < run.evaluations_at_kill < sum(map(len, per_user.values())), run
+
+    counts = check_results(settings, may_be_lost=restored)
+    written = {expiry_id(msgspec.json.decode(m.value)) for m in read_topic(bootstrap, topics.expirations)}
+    # Measured, not asserted: the known gap (docs/recovery.md).
+    print(counts, f"timers restored from {run.checkpoint}: {len(restored & written)} of {len(restored)} fired")
