@@ -230,6 +230,11 @@ class FlinkRest:
             raise StackError(f"expected one running {what} at {self.url}, found {len(live)}")
         return live[0]["jid"]
 
+    def tasks_running(self, job_id: str) -> bool:
+        """Whether the job and all its tasks run (finished sources count): a savepoint can be taken."""
+        job = self.job(job_id)
+        return job["state"] == "RUNNING" and all(v["status"] in ("RUNNING", "FINISHED") for v in job["vertices"])
+
     def checkpoints(self, job_id: str) -> dict:
         return self._call("GET", f"/jobs/{job_id}/checkpoints")
 
@@ -261,6 +266,8 @@ class FlinkRest:
         transactions included); with `drain` the job also flushes event-time windows (a final
         MAX_WATERMARK), which is only for jobs that will not be resumed.
         """
+        # A job still deploying refuses the savepoint ("not all required tasks are currently running").
+        wait_for(lambda: self.tasks_running(job_id), timeout, f"every task of job {job_id} to run", 0.5)
         body: dict[str, object] = {"drain": drain, "formatType": "CANONICAL"}
         if target_dir:
             body["targetDirectory"] = target_dir
@@ -278,6 +285,7 @@ class FlinkRest:
 
     def savepoint(self, job_id: str, target_dir: str | None = None, timeout: float = 300.0) -> str:
         """`flink savepoint job_id target_dir`: a savepoint, the job keeps running."""
+        wait_for(lambda: self.tasks_running(job_id), timeout, f"every task of job {job_id} to run", 0.5)
         body: dict[str, object] = {"cancel-job": False, "formatType": "CANONICAL"}
         if target_dir:
             body["target-directory"] = target_dir

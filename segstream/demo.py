@@ -65,8 +65,10 @@ def summarize(settings: Settings, console: Console) -> None:
     bootstrap = settings.kafka.bootstrap_servers
     evaluations = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.evaluations)]
     dead = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.dead_letters)]
+    expirations = read_topic(bootstrap, topics.expirations)
     users = {(e["tenant"], e["user_id"]) for e in evaluations}
-    console.print(f"evaluations: {len(evaluations)}   users: {len(users)}   dead letters: {len(dead)}")
+    console.print(f"evaluations: {len(evaluations)}   users: {len(users)}   dead letters: {len(dead)}   "
+                  f"expirations: {len(expirations)}")
 
     reasons = Counter(re.sub(r"\d{2,}", "N", d["reason"].split(":")[0]) for d in dead)
     table = Table("dead-letter reason", "records")

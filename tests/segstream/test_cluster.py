@@ -61,7 +61,11 @@ def test_stop_with_savepoint_speaks_flinks_rest_protocol():
                     state["job"] = "FINISHED"
                     self._reply({"status": {"id": "COMPLETED"}, "operation": {"location": "file:/sp/savepoint-1"}})
             elif self.path == "/jobs/j1":
-                self._reply({"jid": "j1", "state": state["job"]})
+                # deploying at the first look: the stop must wait until every task runs
+                state["looks"] = state.get("looks", 0) + 1
+                deploying = state["looks"] == 1
+                self._reply({"jid": "j1", "state": state["job"], "vertices": [
+                    {"status": "FINISHED"}, {"status": "DEPLOYING" if deploying else "RUNNING"}]})
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -79,6 +83,8 @@ def test_stop_with_savepoint_speaks_flinks_rest_protocol():
         server.shutdown()
     stop = {"drain": False, "formatType": "CANONICAL", "targetDirectory": "file:///sp"}
     assert ("POST", "/jobs/j1/stop", stop) in calls
+    assert calls.index(("GET", "/jobs/j1")) < calls.index(("POST", "/jobs/j1/stop", stop)), "stopped while deploying"
+    assert calls.count(("GET", "/jobs/j1")) >= 2
     with pytest.raises(StackError, match="unreachable"):
         FlinkRest(f"http://127.0.0.1:{free_port()}", timeout=2).jobs()
 
