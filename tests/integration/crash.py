@@ -36,7 +36,7 @@ from operators.events import Event, InvalidEvent, parse_record
 from segstream.cluster import Cluster, FlinkRest, JobProcess, completed_checkpoints, latest_checkpoint, wait_for
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.errors import StackError
-from segstream.kafka_admin import Message, end_offsets, read_topic
+from segstream.kafka_admin import Message, committed_offsets, end_offsets, read_topic
 from segstream.produce import TrafficSpec, generate, produce_records
 from tests.integration.checks import assert_dead_letters_are, assert_event_log_is, events_by_user, last_evaluations
 from tests.integration.conftest import free_port, write_config
@@ -241,6 +241,10 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
             wait_for(lambda: valid_ids <= watcher.event_ids, timeout, "every valid event to be evaluated",
                      0.1, abort=job.exit_reason)
             second = time.monotonic() - job.started
+            # The first run may have evaluated everything before the kill: the restored job has caught
+            # up only when a checkpoint covers the whole input (its sinks drained up to there).
+            wait_for(lambda: caught_up(settings), timeout, "a checkpoint covering all input", 0.2,
+                     abort=job.exit_reason)
             if also_wait_for is not None:
                 wait_for(lambda: also_wait_for(ends_at_kill), timeout, "the other outputs", 0.1, abort=job.exit_reason)
             stop_with_savepoint(job, rest_port, workdir / "savepoints")
@@ -259,6 +263,14 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
         run.written_before_first_checkpoint = watcher.arrived_before(kill_point.completed_at)
         run.committed_before_first_checkpoint = committed.arrived_before(kill_point.completed_at)
     return run
+
+
+def caught_up(settings: Settings) -> bool:
+    """Whether the job committed (at a completed checkpoint) the end of the events topic."""
+    bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topics.events
+    ends = end_offsets(bootstrap, topic)
+    committed = committed_offsets(bootstrap, f"{settings.kafka.group_id}-events", topic, list(ends))
+    return all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0)
 
 
 def check_results(settings: Settings, may_be_lost: frozenset = frozenset()) -> dict[str, int]:
