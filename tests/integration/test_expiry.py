@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from operators.catalogue import load_catalogue
+from operators.evaluator import TIMER_SLOTS
 from segstream.config import PROJECT_ROOT
 from segstream.kafka_admin import read_topic
 from tests.integration.checks import events_by_user
@@ -55,12 +56,24 @@ def test_expiry_across_a_crash_and_restore(job_config, tmp_path):
     expirations = TopicWatcher(bootstrap, topics.expirations, record_id=expiry_id)
     evaluations = TopicWatcher(bootstrap, topics.evaluations)
 
+    resolution = catalogue.expire_after // TIMER_SLOTS
+
+    def registered_by(user) -> str:
+        """The event that registered the user's last timer: the first of the last life whose
+        running greatest ts reached the last deadline's slot (later ones leave the slot as it is)."""
+        life, greatest = lives[user][-1], None
+        slots = []
+        for e in life:
+            greatest = e.ts if greatest is None else max(greatest, e.ts)
+            slots.append(-(-(greatest + catalogue.expire_after) // resolution) * resolution)
+        return life[slots.index(slots[-1])].event_id
+
     def from_checkpoint(ends_at_kill: dict[int, int]) -> frozenset:
-        """Timer-only expiries of users whose last event the restored job did not process: their
-        timer had to come back from the checkpoint."""
+        """Timer-only expiries whose timer the restored job did not register itself: it had to come
+        back from the checkpoint."""
         def ran_after_restore(event_id: str) -> bool:
             return any(o >= ends_at_kill.get(p, 0) for p, o in evaluations.locations.get(event_id, ()))
-        return frozenset(k for k in timer_only if not ran_after_restore(per_user[k[:2]][-1].event_id))
+        return frozenset(k for k in timer_only if not ran_after_restore(registered_by(k[:2])))
 
     def restored_job_done(ends_at_kill: dict[int, int]) -> bool:
         return (required.keys() - from_checkpoint(ends_at_kill)) <= expirations.event_ids
