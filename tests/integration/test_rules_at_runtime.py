@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from operators.catalogue import load_catalogue
-from operators.events import InvalidEvent, parse_record
 from segstream.kafka_admin import read_topic
 from segstream.produce import Record, TrafficSpec, generate, produce_records
+from tests.integration.checks import input_events
 from tests.integration.conftest import run_job
 from tests.operators import reference
 
@@ -70,13 +70,7 @@ def test_every_evaluation_matches_recomputation_with_its_rule_version(job_config
     initial = {r["id"]: r for r in yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]}
     versions = rule_sets(initial)
 
-    per_user = defaultdict(list)
-    for m in read_topic(bootstrap, topics.events):
-        try:
-            event = parse_record(m.value)
-        except InvalidEvent:
-            continue
-        per_user[(event.tenant, event.user_id)].append(event)
+    per_user, _ = input_events(settings)
 
     evaluations = defaultdict(list)
     for m in read_topic(bootstrap, topics.evaluations):
