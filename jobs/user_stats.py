@@ -24,11 +24,13 @@ from pyflink.table import StreamTableEnvironment  # noqa: E402
 
 from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import create_environments  # noqa: E402
+from jobs import timer_safe  # noqa: E402
 from jobs.functions import (  # noqa: E402
     DEAD_LETTERS, EVALUATION_TYPE, EXPIRATIONS, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
     EvaluateUser, ParseEvent,
 )
 from segstream import artifacts  # noqa: E402
+from segstream.jvm_extension import ensure_extension_jar  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
 from segstream.kafka_admin import end_offsets  # noqa: E402
 
@@ -93,10 +95,12 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(args.config)
     bounded = args.bounded or settings.bounded
-    jars = artifacts.ensure(artifacts.KAFKA_JARS, settings.path(settings.flink.jar_dir))
+    jar_dir = settings.path(settings.flink.jar_dir)
+    jars = [*artifacts.ensure(artifacts.KAFKA_JARS, jar_dir), ensure_extension_jar(jar_dir)]
     env, t_env = create_environments(settings, jars, args.savepoint)
     build(env, t_env, settings, bounded)
-    env.execute(JOB_NAME)
+    # Expiry timers must be in every checkpoint: see jobs/timer_safe.py.
+    timer_safe.execute(env, JOB_NAME)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
   || { echo "segstream needs Python 3.11 (PyFlink 2.3 supports 3.9-3.12; the pins are for 3.11)" >&2; exit 1; }
 command -v java >/dev/null || { echo "segstream needs Java 17 (java not on PATH)" >&2; exit 1; }
+# jobs/java (one Flink operator) is compiled at the first job start: a JDK, not just a JRE.
+command -v javac >/dev/null || [ -x "${JAVA_HOME:-/nonexistent}/bin/javac" ] \
+  || { echo "segstream needs a Java 17 JDK (javac not on PATH)" >&2; exit 1; }
 if ! command -v cbtemulator >/dev/null && [ ! -x /usr/lib/google-cloud-sdk/platform/bigtable-emulator/cbtemulator ]; then
   echo "installing the Bigtable emulator (google-cloud-cli-bigtable-emulator)" >&2
   apt-get update -qq && apt-get install -y -qq google-cloud-cli-bigtable-emulator

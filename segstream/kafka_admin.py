@@ -70,18 +70,6 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, 
         consumer.close()
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: list[int],
-                      timeout: float = 15.0) -> dict[int, int]:
-    """The offsets `group` committed for `topic` (-1 where none). Flink's Kafka source commits its
-    position when a checkpoint completes: the offsets then say what the job has durably consumed."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
-        return {tp.partition: tp.offset for tp in found}
-    finally:
-        consumer.close()
-
-
 def _read_to_eof(consumer: Consumer, topic: str, partition: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -68,13 +68,28 @@ def stored_event_rows(settings: Settings) -> list[bytes]:
         client.close()
 
 
-def assert_event_log_is(settings: Settings, per_user: dict[tuple[str, str], list[Event]]) -> None:
-    """The Bigtable events table holds exactly the valid input events, each once."""
+def expected_event_rows(settings: Settings, per_user: dict[tuple[str, str], list[Event]]) -> set[bytes]:
+    """The Bigtable events-table row keys of the valid input events."""
     from sinks.bigtable import keys
 
     width = settings.bigtable.hash_prefix_hex
-    expected = {keys.event_key(e.tenant, e.user_id, e.ts, e.event_id, width)
-                for events in per_user.values() for e in events}
+    return {keys.event_key(e.tenant, e.user_id, e.ts, e.event_id, width)
+            for events in per_user.values() for e in events}
+
+
+def sinks_complete(settings: Settings, per_user: dict[tuple[str, str], list[Event]], invalid: list[Message]) -> bool:
+    """Whether Bigtable holds a row for every valid event and every invalid record is dead-lettered:
+    what a restored job must have redone before it may be stopped (condition for wait_for)."""
+    if not expected_event_rows(settings, per_user) <= set(stored_event_rows(settings)):
+        return False
+    dead = read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)
+    located = {(d["partition"], d["offset"]) for d in (msgspec.json.decode(m.value) for m in dead)}
+    return {(m.partition, m.offset) for m in invalid} <= located
+
+
+def assert_event_log_is(settings: Settings, per_user: dict[tuple[str, str], list[Event]]) -> None:
+    """The Bigtable events table holds exactly the valid input events, each once."""
+    expected = expected_event_rows(settings, per_user)
     stored = stored_event_rows(settings)
     assert len(stored) == len(set(stored)) and set(stored) == expected, (
         f"Bigtable holds {len(set(stored))} rows, {len(set(stored) - expected)} unexpected, "

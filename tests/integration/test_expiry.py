@@ -3,11 +3,11 @@ some when their next event comes (reported just before its evaluation), the othe
 event-time timer. The job runs unbounded, as in production, is killed at a random point and
 restored from the latest checkpoint, and runs until the watermark has passed every deadline.
 
-Asserted: every expiry that a returning user triggers, and every one whose timer the restored job
-registered itself, is written with the exact content (crash.check_expirations), and none that is
-not due; stats, segments, dead letters and Bigtable as in every crash test. Measured and printed,
-not asserted: how many timers restored from the checkpoint fired. PyFlink 2.3 (process mode)
-loses some or all of them after a kill -9 (docs/recovery.md, "Known gap").
+Asserted: every due expiry is written with the exact content (crash.check_expirations), none that
+is not due, among them the expiries whose timer only the checkpoint can have brought back (the
+restored job did not re-run the event that registered it); stats, segments, dead letters and
+Bigtable as in every crash test. Those timers are what jobs/timer_safe.py is for: with PyFlink's
+stock operator a kill -9 loses the timers registered in the bundle just before a barrier.
 """
 
 from __future__ import annotations
@@ -75,21 +75,19 @@ def test_expiry_across_a_crash_and_restore(job_config, tmp_path):
             return any(o >= ends_at_kill.get(p, 0) for p, o in evaluations.locations.get(event_id, ()))
         return frozenset(k for k in timer_only if not ran_after_restore(registered_by(k[:2])))
 
-    def restored_job_done(ends_at_kill: dict[int, int]) -> bool:
-        return (required.keys() - from_checkpoint(ends_at_kill)) <= expirations.event_ids
-
     try:
         run = crash_and_recover(settings, config_path, tmp_path, seed,
                                 {e.event_id for events in per_user.values() for e in events},
-                                also_wait_for=restored_job_done, bounded=False)
+                                also_wait_for=lambda: required.keys() <= expirations.event_ids, bounded=False)
         restored = from_checkpoint(run.ends_at_kill)
     finally:
         expirations.close()
         evaluations.close()
     print(f"\n{run}")
-    assert 0 < run.evaluations_at_kill < sum(map(len, per_user.values())), run
+    assert run.mid_stream, f"the kill did not fall mid-stream: {run}"
+    assert restored, f"no timer had to come from the checkpoint: the kill proves nothing about timers ({run})"
 
-    counts = check_results(settings, may_be_lost=restored)
+    counts = check_results(settings)
     written = {expiry_id(msgspec.json.decode(m.value)) for m in read_topic(bootstrap, topics.expirations)}
-    # Measured, not asserted: the known gap (docs/recovery.md).
+    assert restored <= written
     print(counts, f"timers restored from {run.checkpoint}: {len(restored & written)} of {len(restored)} fired")

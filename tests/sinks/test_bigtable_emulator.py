@@ -431,7 +431,9 @@ def test_kill_9_and_restore_from_checkpoint_leaves_exactly_the_input(settings, b
     stamp, n, users = now_ms(), 3000, 20
     checkpoints = tmp_path / "chk"
     first, second = tmp_path / "run1.txt", tmp_path / "run2.txt"
-    proc = start_job(bigtable_emulator[0], tenant, n, users, stamp, "thread", checkpoints, first, pace_ms=4)
+    # Paced at 10 ms an event (30 s in all): the source runs ahead while the sink's Python worker
+    # starts, and a checkpoint barrier waits behind that backlog; it must be a small part of the input.
+    proc = start_job(bigtable_emulator[0], tenant, n, users, stamp, "thread", checkpoints, first, pace_ms=10)
     try:
         # Mid-stream: rows are arriving, a checkpoint completed after that, most input is still to come.
         wait_for(lambda: len(stored_events(settings, tenant)) >= n // 10, 180, "the first rows", interval=0.2)
