@@ -1,27 +1,34 @@
 """Chaos runs: the crash test of tests/integration/test_recovery.py, N times, with random kill points.
 
 Each run gets its own topics, tables and checkpoint directory on a private local stack (broker and
-Bigtable emulator on free ports, stopped at the end), produces the same kind of traffic as the
-test (6,000 events, 300 users, 2 tenants, 0.5 % invalid), and then
+Bigtable emulator on free ports, stopped at the end), the same kind of traffic as the tests (6,000
+events, 300 users, 2 tenants, 0.5 % invalid), and then
 
-  minicluster (default): runs the job bounded, kill -9s its whole process group (client, JVM,
-      Python workers) after a checkpoint completed, once a random share (5-95 %) of the
-      evaluations still to come after that checkpoint is out (tests/integration/crash.py:
-      KillPoint), restarts it from the latest retained checkpoint, and stops it with a
-      savepoint once every event is evaluated;
-  --taskmanager: submits it with `flink run -py ... --bounded` to a standalone cluster, kill -9s the
-      TaskManager at such a point and starts a new one; the JobManager restarts the job itself;
+  minicluster (default): runs the job on live traffic (unbounded; 500 events first, the rest at
+      600 events/s once the job writes its first evaluation: crash.feed_while_running; or,
+      with --backlog, bounded over the whole input produced first), kill -9s its whole process
+      group (client, JVM, Python workers) after a checkpoint completed, once a random share
+      (5-95 %) of the evaluations still to come after that checkpoint is out (crash.KillPoint),
+      restarts it from the latest retained checkpoint, and stops it with a savepoint once every
+      event is evaluated and in every sink;
+  --taskmanager: submits it with `flink run -py ... --bounded` (backlog) to a standalone cluster,
+      kill -9s the TaskManager at such a point and starts a new one; the JobManager restarts the
+      job itself;
 
 and checks every output against a recomputation from the input (check_results). Prints one row
 per run and a summary:
 
     .venv/bin/python bench/chaos.py --runs 20
+    .venv/bin/python bench/chaos.py --runs 10 --guarantee exactly-once
     .venv/bin/python bench/chaos.py --runs 5 --taskmanager
 
 kill point = seconds from the start (or submission) to the kill / evaluations out at the kill;
+chk = the checkpoint restored (MiniCluster) or current at the kill (TaskManager);
 recovery = restart (MiniCluster) or kill (TaskManager) to the first new evaluation;
 complete = restart or kill to the last event evaluated; load = 5-minute load average after the run
-(on a shared machine every time scales with it). NO KILL = the job finished before the kill point.
+(on a shared machine every time scales with it). OK = exact after a kill mid-stream; LATE = exact,
+but the kill came after a checkpoint covered the whole input (nothing to redo); NO KILL = the job
+finished before the kill point.
 """
 
 from __future__ import annotations
@@ -46,10 +53,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from segstream.cluster import Cluster, ClusterOptions  # noqa: E402
 from segstream.errors import StackError  # noqa: E402
 from segstream.stack import Stack  # noqa: E402
-from tests.integration.checks import valid_event_ids  # noqa: E402
+from segstream.produce import produce_records  # noqa: E402
 from tests.integration.conftest import free_port, isolated_config, write_config  # noqa: E402
 from tests.integration.crash import (  # noqa: E402
-    FAST_JVM, check_results, crash_and_recover, crash_config, crash_taskmanager, produce_traffic,
+    FAST_JVM, check_results, crash_and_recover, crash_config, crash_taskmanager, feed_while_running, traffic,
+    valid_ids_of,
 )
 
 app = typer.Typer(add_completion=False)
@@ -83,6 +91,8 @@ def main(
     taskmanager: bool = typer.Option(False, help="Kill the TaskManager of a standalone cluster instead."),
     keep: bool = typer.Option(False, help="Keep the working directory (logs) even when every run passed."),
     fast_jvm: bool = typer.Option(False, help="C1-only JVMs, as the tests use (faster start, not production)."),
+    backlog: bool = typer.Option(False, help="MiniCluster: produce all input first and run bounded."),
+    guarantee: str = typer.Option("at-least-once", help="kafka.delivery_guarantee: at-least-once | exactly-once."),
 ):
     root = Path(tempfile.mkdtemp(prefix="segstream-chaos-"))
     print(f"working directory {root}", flush=True)
@@ -103,9 +113,15 @@ def main(
             run_dir.mkdir()
             started = time.monotonic()
             config_path = run_config(base, run_dir, f"chaos-{i:02d}")
-            settings, config_path = crash_config(config_path, run_dir / "crash.yaml")
-            produce_traffic(settings, run_seed)
-            valid_ids = valid_event_ids(settings)
+            settings, config_path = crash_config(config_path, run_dir / "crash.yaml", delivery_guarantee=guarantee)
+            records = traffic(run_seed)
+            valid_ids = valid_ids_of(records)
+            live = cluster is None and not backlog
+            if live:
+                feed = feed_while_running(settings, records)
+            else:
+                produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, records,
+                                progress=False)
             run = None
             try:
                 if cluster is not None:
@@ -113,9 +129,12 @@ def main(
                                             fraction=(0.05, 0.95))
                 else:
                     run = crash_and_recover(settings, config_path, run_dir, run_seed, valid_ids,
-                                            fraction=(0.05, 0.95), jvm_args=FAST_JVM if fast_jvm else "")
+                                            fraction=(0.05, 0.95), jvm_args=FAST_JVM if fast_jvm else "",
+                                            bounded=not live)
+                if live:
+                    feed.join(60)
                 counts = check_results(settings)
-                result = f"OK ({counts['duplicates']} replayed)"
+                result = f"{'OK' if run.mid_stream else 'LATE'} ({counts['duplicates']} replayed)"
             except StackError as exc:
                 # The job ended before the kill point (a late target): no crash happened.
                 first = str(exc).splitlines()[0]
@@ -137,9 +156,11 @@ def main(
         stack.down()
 
     ok = [run for _, run, result in rows if result.startswith("OK")]
+    late = [i for i, _, result in rows if result.startswith("LATE")]
     failed = [i for i, _, result in rows if result.startswith("FAIL")]
     recoveries = [run.recovery_s for run in ok if run.recovery_s is not None]
-    print(f"\n{len(ok)} OK, {len(failed)} FAIL, {len(rows) - len(ok) - len(failed)} NO KILL of {len(rows)} runs")
+    print(f"\n{len(ok)} OK, {len(late)} LATE, {len(failed)} FAIL, "
+          f"{len(rows) - len(ok) - len(late) - len(failed)} NO KILL of {len(rows)} runs ({guarantee})")
     if recoveries:
         print(f"recovery (to the first new evaluation): median {statistics.median(recoveries):.1f}s, "
               f"min {min(recoveries):.1f}s, max {max(recoveries):.1f}s")

@@ -25,6 +25,7 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
         "python.execution-mode": f.execution_mode,
         "python.fn-execution.bundle.size": str(f.bundle_size),
         "python.fn-execution.bundle.time": str(f.bundle_time_ms),
+        "python.state.cache-size": str(f.state_cache_size),
         "state.backend.type": f.state_backend,
         "execution.checkpointing.incremental": "true",
         "execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
@@ -37,7 +38,7 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
         "pipeline.max-parallelism": str(f.max_parallelism),
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(f.restart_attempts),
-        "restart-strategy.fixed-delay.delay": "2 s",
+        "restart-strategy.fixed-delay.delay": f"{f.restart_delay_ms} ms",
         "table.exec.source.idle-timeout": f"{f.watermark_idleness_ms} ms",
     }
     if savepoint:

@@ -45,6 +45,7 @@ def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
         "value.format": "raw",
         "value.fields-include": "EXCEPT_KEY",
     }
+    options.update({f"properties.{k}": v for k, v in kafka.source_properties.items()})
     if bounded_ends is not None:
         # Explicit end offsets: the local broker under-reports LATEST (see kafka_admin.end_offsets).
         options["scan.bounded.mode"] = "specific-offsets"
@@ -84,6 +85,7 @@ def sink_ddl(table: str, topic: str, settings: Settings, key_type: str, value_ty
         options["properties.transaction.timeout.ms"] = str(kafka.transaction_timeout_ms)
     else:
         options["sink.delivery-guarantee"] = "at-least-once"
+    options.update({f"properties.{k}": v for k, v in kafka.sink_properties.items()})
     return f"""CREATE TEMPORARY TABLE {table} (
   k {key_type},
   v {value_type}

@@ -38,6 +38,10 @@ class KafkaConfig(BaseModel):
     delivery_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     transactional_id_prefix: str = "segstream"
     transaction_timeout_ms: int = 600_000
+    # Extra Kafka client properties for the job's sources and sinks (security, fetch and batching
+    # settings...), e.g. {"security.protocol": "SASL_SSL"}; passed as the SQL connector's properties.*
+    source_properties: dict[str, str] = {}
+    sink_properties: dict[str, str] = {}
 
 
 class FlinkConfig(BaseModel):
@@ -46,8 +50,14 @@ class FlinkConfig(BaseModel):
     # savepoint; changing it later orphans all keyed state, so it is set here, not derived.
     max_parallelism: int = 128
     execution_mode: Literal["thread", "process"] = "process"
+    # Python bundles: a bundle ends after bundle_size elements or bundle_time_ms, whichever comes
+    # first. Bigger bundles mean fewer JVM<->Python round trips but later evaluations
+    # (docs/benchmarks.md, "Tuning").
     bundle_size: int = 1000
     bundle_time_ms: int = 100
+    # Users' state blobs the Python worker keeps between bundles (python.state.cache-size): a hit
+    # saves a blocking state read from the JVM. About 1-3 KB each.
+    state_cache_size: int = 10_000
     state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
@@ -57,6 +67,7 @@ class FlinkConfig(BaseModel):
     watermark_idleness_ms: int = 10_000
     # Restarts after a failure before the job gives up (each restart restores the last checkpoint).
     restart_attempts: int = 5
+    restart_delay_ms: int = 2_000
     # Where the Kafka connector jars are cached (extracted and SHA-256-verified by `segstream jars`).
     jar_dir: str = ".segstream/jars"
 

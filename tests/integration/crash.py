@@ -64,6 +64,17 @@ def traffic(seed: int, events: int = EVENTS, users: int = USERS) -> list[Record]
     return list(generate(TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=0.005, tenants=2)))
 
 
+def valid_ids_of(records: list[Record]) -> set[str]:
+    """The event ids of the valid records among `records`."""
+    ids = set()
+    for record in records:
+        try:
+            ids.add(parse_record(record.value).event_id)
+        except InvalidEvent:
+            pass
+    return ids
+
+
 def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: int = USERS) -> None:
     produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, traffic(seed, events, users),
                     progress=False)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from operators.events import InvalidEvent, parse_record
 from tests.integration.checks import valid_event_ids
 from tests.integration.crash import (
-    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic,
+    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic, valid_ids_of,
 )
 
 
@@ -42,12 +41,7 @@ def test_exactly_once_sink_across_a_kill_9(job_config, tmp_path):
     settings, config_path = crash_config(job_config[1], tmp_path / "crash.yaml", delivery_guarantee="exactly-once",
                                          flink={"checkpoint_interval_ms": 3_000})
     records = traffic(seed)
-    valid_ids = set()
-    for record in records:
-        try:
-            valid_ids.add(parse_record(record.value).event_id)
-        except InvalidEvent:
-            pass
+    valid_ids = valid_ids_of(records)
 
     feed = feed_while_running(settings, records)
     run = crash_and_recover(settings, config_path, tmp_path, seed, valid_ids, bounded=False)
