@@ -83,6 +83,7 @@ def sink_ddl(table: str, topic: str, settings: Settings, key_type: str, value_ty
         options["sink.delivery-guarantee"] = "exactly-once"
         options["sink.transactional-id-prefix"] = f"{kafka.transactional_id_prefix}-{table}"
         options["properties.transaction.timeout.ms"] = str(kafka.transaction_timeout_ms)
+        options["sink.transaction-naming-strategy"] = kafka.transaction_naming_strategy
     else:
         options["sink.delivery-guarantee"] = "at-least-once"
     options.update({f"properties.{k}": v for k, v in kafka.sink_properties.items()})

@@ -38,6 +38,11 @@ class KafkaConfig(BaseModel):
     delivery_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     transactional_id_prefix: str = "segstream"
     transaction_timeout_ms: int = 600_000
+    # How the exactly-once sink names its transactions, and so how a restored job finds the open
+    # transactions of the one that crashed: INCREMENTING (the connector's default: one id per
+    # checkpoint, found by probing ids with InitProducerId) or POOLING (a small pool of ids, found
+    # with ListTransactions).
+    transaction_naming_strategy: Literal["INCREMENTING", "POOLING"] = "INCREMENTING"
     # Extra Kafka client properties for the job's sources and sinks (security, fetch and batching
     # settings...), e.g. {"security.protocol": "SASL_SSL"}; passed as the SQL connector's properties.*
     source_properties: dict[str, str] = {}

@@ -20,12 +20,14 @@ def test_client_properties_reach_sources_and_sinks_only_where_meant():
 
 
 def test_exactly_once_only_on_transactional_sinks():
-    s = settings(delivery_guarantee="exactly-once", transactional_id_prefix="app", transaction_timeout_ms=900_000)
+    s = settings(delivery_guarantee="exactly-once", transactional_id_prefix="app", transaction_timeout_ms=900_000,
+                 transaction_naming_strategy="POOLING")
     evaluations = sink_ddl("evaluations_sink", "evaluations", s, "STRING", "STRING", transactional=True)
     dead_letters = sink_ddl("dead_letters_sink", "dead-letters", s, "BYTES", "BYTES", transactional=False)
     assert "'sink.delivery-guarantee' = 'exactly-once'" in evaluations
     assert "'sink.transactional-id-prefix' = 'app-evaluations_sink'" in evaluations
     assert "'properties.transaction.timeout.ms' = '900000'" in evaluations
+    assert "'sink.transaction-naming-strategy' = 'POOLING'" in evaluations
     assert "'sink.delivery-guarantee' = 'at-least-once'" in dead_letters and "transactional" not in dead_letters
 
 
