@@ -55,10 +55,10 @@ from segstream.cluster import Cluster, ClusterOptions  # noqa: E402
 from segstream.errors import StackError  # noqa: E402
 from segstream.stack import Stack  # noqa: E402
 from segstream.produce import produce_records  # noqa: E402
+from tests.integration.checks import valid_ids_of  # noqa: E402
 from tests.integration.conftest import free_port, isolated_config, write_config  # noqa: E402
 from tests.integration.crash import (  # noqa: E402
     FAST_JVM, check_results, crash_and_recover, crash_config, crash_taskmanager, feed_while_running, traffic,
-    valid_ids_of,
 )
 
 app = typer.Typer(add_completion=False)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Callable, Iterable
 
 import msgspec
 
 from operators.events import Event, InvalidEvent, parse_record
 from segstream.config import Settings
 from segstream.kafka_admin import Message, read_topic
+from segstream.produce import Record
 
 
-def events_by_user(messages: list[Message]) -> tuple[dict[tuple[str, str], list[Event]], list[Message]]:
-    """Valid events per user in partition order (the order the job sees them), and the invalid records."""
+def events_by_user(messages: Iterable[Message | Record]) -> tuple[dict[tuple[str, str], list[Event]], list]:
+    """Valid events per user in partition order (the order the job sees them), and the invalid records
+    (topic messages, or records about to be produced)."""
     per_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
     invalid = []
     for m in messages:
@@ -30,9 +33,15 @@ def input_events(settings: Settings) -> tuple[dict[tuple[str, str], list[Event]]
     return events_by_user(read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.events))
 
 
-def valid_event_ids(settings: Settings) -> set[str]:
-    per_user, _ = input_events(settings)
+def valid_ids_of(messages: Iterable[Message | Record]) -> set[str]:
+    """The event ids of the valid events among `messages`."""
+    per_user, _ = events_by_user(messages)
     return {e.event_id for events in per_user.values() for e in events}
+
+
+def valid_event_ids(settings: Settings) -> set[str]:
+    """valid_ids_of the whole events topic."""
+    return valid_ids_of(read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.events))
 
 
 def last_evaluations(evaluations: list[dict]) -> dict[tuple[str, str], dict]:
@@ -77,14 +86,20 @@ def expected_event_rows(settings: Settings, per_user: dict[tuple[str, str], list
             for events in per_user.values() for e in events}
 
 
-def sinks_complete(settings: Settings, per_user: dict[tuple[str, str], list[Event]], invalid: list[Message]) -> bool:
-    """Whether Bigtable holds a row for every valid event and every invalid record is dead-lettered:
-    what a restored job must have redone before it may be stopped (condition for wait_for)."""
-    if not expected_event_rows(settings, per_user) <= set(stored_event_rows(settings)):
-        return False
-    dead = read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)
-    located = {(d["partition"], d["offset"]) for d in (msgspec.json.decode(m.value) for m in dead)}
-    return {(m.partition, m.offset) for m in invalid} <= located
+def sinks_complete(settings: Settings, per_user: dict[tuple[str, str], list[Event]],
+                   invalid: list[Message]) -> Callable[[], bool]:
+    """A condition for wait_for: Bigtable holds a row for every valid event and every invalid record
+    is dead-lettered (what a restored job must have redone before it may be stopped)."""
+    rows = expected_event_rows(settings, per_user)
+    locations = {(m.partition, m.offset) for m in invalid}
+
+    def complete() -> bool:
+        if not rows <= set(stored_event_rows(settings)):
+            return False
+        dead = read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)
+        return locations <= {(d["partition"], d["offset"]) for d in (msgspec.json.decode(m.value) for m in dead)}
+
+    return complete
 
 
 def assert_event_log_is(settings: Settings, per_user: dict[tuple[str, str], list[Event]]) -> None:

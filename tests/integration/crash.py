@@ -64,17 +64,6 @@ def traffic(seed: int, events: int = EVENTS, users: int = USERS) -> list[Record]
     return list(generate(TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=0.005, tenants=2)))
 
 
-def valid_ids_of(records: list[Record]) -> set[str]:
-    """The event ids of the valid records among `records`."""
-    ids = set()
-    for record in records:
-        try:
-            ids.add(parse_record(record.value).event_id)
-        except InvalidEvent:
-            pass
-    return ids
-
-
 def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: int = USERS) -> None:
     produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, traffic(seed, events, users),
                     progress=False)
@@ -321,7 +310,7 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
             # every sink. (The Kafka offsets the source commits are no measure: a split that finished
             # before the restored checkpoint is not in it, and its offset may never be committed.)
             per_user, invalid = input_events(settings)
-            wait_for(lambda: sinks_complete(settings, per_user, invalid), timeout,
+            wait_for(sinks_complete(settings, per_user, invalid), timeout,
                      "every valid event in Bigtable and every invalid record dead-lettered", 0.5,
                      abort=job.exit_reason)
             if also_wait_for is not None:

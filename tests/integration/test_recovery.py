@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.checks import valid_event_ids
+from tests.integration.checks import valid_event_ids, valid_ids_of
 from tests.integration.crash import (
-    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic, valid_ids_of,
+    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic,
 )
 
 

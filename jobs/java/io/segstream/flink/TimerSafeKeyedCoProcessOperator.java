@@ -61,14 +61,15 @@ public class TimerSafeKeyedCoProcessOperator<OUT> extends ExternalPythonKeyedCoP
         int replaced = 0;
         for (StreamNode node : graph.getStreamNodes()) {
             StreamOperatorFactory<?> factory = node.getOperatorFactory();
-            if (!(factory instanceof SimpleOperatorFactory)
-                    || ((SimpleOperatorFactory<?>) factory).getOperator().getClass()
-                            != ExternalPythonKeyedCoProcessOperator.class) {
+            if (!(factory instanceof SimpleOperatorFactory)) {
                 continue;
             }
-            ExternalPythonKeyedCoProcessOperator<?> stock =
-                    (ExternalPythonKeyedCoProcessOperator<?>) ((SimpleOperatorFactory<?>) factory).getOperator();
-            SimpleOperatorFactory<?> safe = SimpleOperatorFactory.of(replacing(stock));
+            Object operator = ((SimpleOperatorFactory<?>) factory).getOperator();
+            if (operator.getClass() != ExternalPythonKeyedCoProcessOperator.class) {  // not a subclass: not ours
+                continue;
+            }
+            SimpleOperatorFactory<?> safe =
+                    SimpleOperatorFactory.of(replacing((ExternalPythonKeyedCoProcessOperator<?>) operator));
             safe.setChainingStrategy(factory.getChainingStrategy());
             node.setOperatorFactory(safe);
             replaced++;
