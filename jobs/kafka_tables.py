@@ -47,7 +47,7 @@ def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
     }
     options.update({f"properties.{k}": v for k, v in kafka.source_properties.items()})
     if bounded_ends is not None:
-        # Explicit end offsets: the local broker under-reports LATEST (see kafka_admin.end_offsets).
+        # The end offsets found when the job was built: a bounded run reads exactly what was there.
         options["scan.bounded.mode"] = "specific-offsets"
         options["scan.bounded.specific-offsets"] = _specific_offsets(bounded_ends)
     lag_s = settings.flink.watermark_out_of_orderness_ms / 1000

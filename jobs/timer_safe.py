@@ -1,10 +1,10 @@
-"""Execute the job with io.segstream.flink.TimerSafeKeyedCoProcessOperator (jobs/java) in place of
+"""Execute the job with io.segstream.flink.TimerSafeKeyedCoProcessOperator (jvm/job) in place of
 PyFlink's keyed co-process operator, so that expiry timers registered just before a checkpoint
 barrier are in that checkpoint (the Java class says why).
 
 PyFlink builds the keyed broadcast operator inside the JVM when it translates the job, so the swap
 happens on the finished stream graph, which is then executed as `env.execute` would. Thread mode
-uses another operator and is left as it is. Needs the jar of segstream.jvm_extension in
+uses another operator and is left as it is. Needs the job jar (jvm/job) in
 `pipeline.jars` (the client loads the class from it).
 """
 

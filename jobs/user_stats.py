@@ -29,9 +29,8 @@ from jobs.functions import (  # noqa: E402
     DEAD_LETTERS, EVALUATION_TYPE, EXPIRATIONS, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
     EvaluateUser, ParseEvent,
 )
-from segstream import artifacts  # noqa: E402
-from segstream.jvm_extension import ensure_extension_jar  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
+from segstream.jvm import require  # noqa: E402
 from segstream.kafka_admin import end_offsets  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
@@ -95,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(args.config)
     bounded = args.bounded or settings.bounded
-    jar_dir = settings.path(settings.flink.jar_dir)
-    jars = [*artifacts.ensure(artifacts.KAFKA_JARS, jar_dir), ensure_extension_jar(jar_dir)]
+    # segstream's operator with the Kafka connector (jvm/job), built by scripts/setup.sh.
+    jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
     env, t_env = create_environments(settings, jars, args.savepoint)
     build(env, t_env, settings, bounded)
     # Expiry timers must be in every checkpoint: see jobs/timer_safe.py.

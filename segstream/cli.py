@@ -30,13 +30,16 @@ def settings() -> Settings:
 
 @stack_app.command("up")
 @one_line_errors
-def stack_up(durable: bool = typer.Option(False, help="Keep the broker's log on a local file-backed S3 server.")):
-    """Start the broker and the emulator, create topics and tables, cache the connector jars."""
+def stack_up(durable: bool = typer.Option(False, help="Keep the Kafka log directory across restarts (else every `up` starts an empty broker).")):
+    """Start Apache Kafka (KRaft) and the Bigtable emulator, create topics and tables."""
     from segstream.stack import Stack
 
+    import time
+
     s = settings()
+    started = time.monotonic()
     Stack(s).up(durable=durable)
-    console.print(f"stack up: Kafka {s.kafka.bootstrap_servers}"
+    console.print(f"stack up in {time.monotonic() - started:.1f} s: Apache Kafka {s.kafka.bootstrap_servers}"
                   + (f", Bigtable emulator 127.0.0.1:{s.stack.emulator_port}" if s.bigtable.enabled else ""))
 
 

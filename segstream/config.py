@@ -34,7 +34,7 @@ class KafkaConfig(BaseModel):
     group_id: str = "segstream"
     # Where a job without a checkpoint starts: earliest-offset | group-offsets | latest-offset
     startup_mode: Literal["earliest-offset", "group-offsets", "latest-offset"] = "earliest-offset"
-    # at-least-once | exactly-once (see docs/operations.md for what each means on which broker)
+    # at-least-once | exactly-once (docs/operations.md, docs/recovery.md)
     delivery_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
     transactional_id_prefix: str = "segstream"
     transaction_timeout_ms: int = 600_000
@@ -73,8 +73,9 @@ class FlinkConfig(BaseModel):
     # Restarts after a failure before the job gives up (each restart restores the last checkpoint).
     restart_attempts: int = 5
     restart_delay_ms: int = 2_000
-    # Where the Kafka connector jars are cached (extracted and SHA-256-verified by `segstream jars`).
-    jar_dir: str = ".segstream/jars"
+    # The job jar (segstream's Flink operator with the Kafka connector and its kafka-clients), built
+    # from jvm/ by scripts/setup.sh; the job puts it in pipeline.jars, so `flink run` ships it.
+    job_jar: str = ".segstream/jvm/segstream-job.jar"
 
 
 class BigtableConfig(BaseModel):
@@ -91,9 +92,18 @@ class BigtableConfig(BaseModel):
 
 class StackConfig(BaseModel):
     state_dir: str = ".segstream"
+    # Apache Kafka (KRaft, one node): the client port, and the controller's (None: a free port
+    # chosen at the first start and kept with the broker's storage).
     broker_port: int = 19092
+    controller_port: int | None = None
+    # The broker runtime resolved from Maven Central by scripts/setup.sh (jvm/broker).
+    kafka_lib_dir: str = ".segstream/jvm/kafka-broker/lib"
+    # One broker on a 2-core, 24 GiB machine next to Flink: 1 GiB is kafka-server-start's default.
+    broker_heap: str = "1g"
+    broker_start_timeout_s: float = 60.0
+    # Must be >= kafka.transaction_timeout_ms, or the exactly-once sink cannot start.
+    transaction_max_timeout_ms: int = 3_600_000
     emulator_port: int = 18086
-    s3_port: int = 19000
 
 
 class Settings(BaseSettings):

@@ -1,4 +1,4 @@
-"""Kafka administration through the standard protocol (works on Apache Kafka and the local broker)."""
+"""Kafka administration through the standard protocol: topics, end offsets, reading a topic whole."""
 
 from __future__ import annotations
 
@@ -10,11 +10,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from segstream.config import Settings
 from segstream.errors import StackError
-
-# Topics created without explicit configs report an empty config on the local broker, and some
-# clients fail on that; an explicit retention keeps them happy (and is a sane default anyway).
-RETENTION_MS = str(7 * 24 * 3600 * 1000)
-
 
 def topic_plan(settings: Settings) -> dict[str, int]:
     """Topic name -> partition count. Evaluations follow the events' partitioning."""
@@ -29,7 +24,7 @@ def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0) -
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise StackError(f"Kafka at {bootstrap} is unreachable: {exc}") from None
-    wanted = [NewTopic(name, partitions, 1, config={"retention.ms": RETENTION_MS})
+    wanted = [NewTopic(name, partitions, 1)
               for name, partitions in plan.items() if name not in existing]
     for name, future in (admin.create_topics(wanted) if wanted else {}).items():
         try:
@@ -40,47 +35,17 @@ def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0) -
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, int]:
-    """The true end offset (offset of the last record + 1) of every partition of `topic`.
-
-    ListOffsets(LATEST) on the local broker returns the base offset of the last batch + 1, so we
-    read the tail from there: the partition-EOF event arrives at the real end. On Apache Kafka the
-    tail read returns nothing and EOF comes at the reported offset, so the result is the same.
-    """
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": "segstream-end-offsets",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "isolation.level": "read_uncommitted",
-    })
+    """The end offset (high watermark: offset of the last record or marker + 1) of every partition."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "segstream-end-offsets",
+                         "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:
             raise StackError(f"topic {topic}: {metadata.error}")
-        ends: dict[int, int] = {}
-        for partition in sorted(metadata.partitions):
-            _, reported = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            if reported == 0:
-                ends[partition] = 0
-                continue
-            consumer.assign([TopicPartition(topic, partition, reported - 1)])
-            ends[partition] = _read_to_eof(consumer, topic, partition, timeout)
-        return ends
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in sorted(metadata.partitions)}
     finally:
         consumer.close()
-
-
-def _read_to_eof(consumer: Consumer, topic: str, partition: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is None:
-            continue
-        if message.error():
-            if message.error().code() == KafkaError._PARTITION_EOF:
-                return message.offset()
-            raise StackError(f"reading {topic}[{partition}]: {message.error()}")
-    raise StackError(f"no end of {topic}[{partition}] within {timeout}s")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The job's stream graph runs the evaluator on TimerSafeKeyedCoProcessOperator (jobs/java): the
+"""The job's stream graph runs the evaluator on TimerSafeKeyedCoProcessOperator (jvm/job): the
 guard for the PyFlink internals jobs/timer_safe.py relies on (what it fixes: test_expiry.py)."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import pytest
 from jobs import timer_safe
 from jobs.flink_env import create_environments
 from jobs.user_stats import build
-from segstream import artifacts
 from segstream.config import Settings
-from segstream.jvm_extension import ensure_extension_jar
+from segstream.jvm import require
 
 
 @pytest.mark.slow
@@ -21,8 +20,7 @@ def test_the_evaluator_runs_on_the_timer_safe_operator(monkeypatch):
     # create_environments exports PYTHONPATH for the Python workers: not for later tests' processes.
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     settings = Settings()  # building the graph connects to nothing
-    jar_dir = settings.path(settings.flink.jar_dir)
-    jars = [*artifacts.ensure(artifacts.KAFKA_JARS, jar_dir), ensure_extension_jar(jar_dir)]
+    jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
     env, t_env = create_environments(settings, jars)
     build(env, t_env, settings, bounded=False)
 
