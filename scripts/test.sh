@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# README command 2: every test, the slow ones too (they start their own broker and emulator on free
-# ports and run the job on the embedded MiniCluster). "No tests ran" (pytest exit 5) is a failure.
+# README command 2: lint and types, then every test, the slow ones too (they start their own
+# Apache Kafka broker and Bigtable emulator on free ports and run the job on the embedded
+# MiniCluster or a standalone cluster). "No tests ran" (pytest exit 5) is a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
+.venv/bin/ruff check . || { echo "ruff found problems (fix them, or .venv/bin/ruff check --fix .)" >&2; exit 1; }
+.venv/bin/mypy || { echo "mypy found type errors" >&2; exit 1; }
 .venv/bin/python -m pytest -p no:cacheprovider --timeout 1200 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
