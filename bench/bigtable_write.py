@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sys
 import sysconfig
 import tempfile
@@ -37,6 +36,7 @@ import orjson  # noqa: E402
 from operators.events import Event, encode_event  # noqa: E402
 from segstream import emulator  # noqa: E402
 from segstream.config import Settings  # noqa: E402
+from segstream.testing import free_port  # noqa: E402
 from sinks.bigtable import keys, mutations, schema  # noqa: E402
 from sinks.bigtable.writer import BigtableWriter  # noqa: E402
 
@@ -219,9 +219,7 @@ def main() -> None:
     p.add_argument("--outage-s", type=float, default=0.0)
     a = p.parse_args()
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     work = Path(tempfile.mkdtemp(prefix="bigtable-bench-"))
     pid = emulator.start_emulator(port, work / "cbtemulator.log")
     try:

@@ -1,14 +1,15 @@
-"""Chaos runs: the crash test of tests/integration/test_recovery.py, N times, with random kill points.
+"""Chaos runs: the crash test of tests/integration/test_recovery.py, N times, with random kill points
+(the crash harness of segstream/testing.py).
 
 Each run gets its own topics, tables and checkpoint directory on a private local stack (broker and
 Bigtable emulator on free ports, stopped at the end), the same kind of traffic as the tests (6,000
 events, 300 users, 2 tenants, 0.5 % invalid), and then
 
   minicluster (default): runs the job on live traffic (unbounded; 500 events first, the rest at
-      600 events/s once the job writes its first evaluation: crash.feed_while_running; or,
+      600 events/s once the job writes its first evaluation: testing.feed_while_running; or,
       with --backlog, bounded over the whole input produced first), kill -9s its whole process
       group (client, JVM, Python workers) after a checkpoint completed, once a random share
-      (5-95 %) of the evaluations still to come after that checkpoint is out (crash.KillPoint),
+      (5-95 %) of the evaluations still to come after that checkpoint is out (testing.KillPoint),
       restarts it from the latest retained checkpoint, and stops it with a savepoint once every
       event is evaluated and in every sink;
   --taskmanager: submits it with `flink run -py ... --bounded` (backlog) to a standalone cluster,
@@ -53,29 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segstream.cluster import Cluster, ClusterOptions  # noqa: E402
 from segstream.errors import StackError  # noqa: E402
-from segstream.stack import Stack  # noqa: E402
 from segstream.produce import produce_records  # noqa: E402
-from tests.integration.checks import valid_ids_of  # noqa: E402
-from tests.integration.conftest import free_port, isolated_config, write_config  # noqa: E402
-from tests.integration.crash import (  # noqa: E402
-    FAST_JVM, check_results, crash_and_recover, crash_config, crash_taskmanager, feed_while_running, traffic,
+from segstream.testing import (  # noqa: E402
+    FAST_JVM, LocalStack, check_results, crash_and_recover, crash_config, crash_taskmanager, feed_while_running,
+    free_port, isolated_config, traffic, valid_ids_of,
 )
 
 app = typer.Typer(add_completion=False)
-
-
-def private_stack(root: Path) -> tuple[Stack, Path]:
-    broker, emulator = free_port(), free_port()
-    path = root / "segstream.yaml"
-    settings = write_config(path, {
-        "kafka": {"bootstrap_servers": f"127.0.0.1:{broker}"},
-        "bigtable": {"emulator_host": f"127.0.0.1:{emulator}"},
-        "stack": {"state_dir": str(root / "stack"), "broker_port": broker, "emulator_port": emulator},
-        "flink": {"checkpoint_dir": str(root / "checkpoints")},
-    })
-    stack = Stack(settings)
-    stack.up()
-    return stack, path
 
 
 def run_config(base: Path, run_dir: Path, name: str) -> Path:
@@ -97,7 +82,8 @@ def main(
 ):
     root = Path(tempfile.mkdtemp(prefix="segstream-chaos-"))
     print(f"working directory {root}", flush=True)
-    stack, base = private_stack(root)
+    stack = LocalStack.start(root, state_dir=root / "stack")
+    base = stack.config_path
     cluster = None
     rows: list[tuple] = []
     try:
@@ -156,7 +142,7 @@ def main(
     finally:
         if cluster is not None:
             cluster.down()
-        stack.down()
+        stack.stop()
 
     ok = [run for _, run, result in rows if result.startswith("OK")]
     late = [i for i, _, result in rows if result.startswith("LATE")]

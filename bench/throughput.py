@@ -29,13 +29,14 @@ from confluent_kafka import Consumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from segstream.cluster import wait_for  # noqa: E402
 from segstream.config import PROJECT_ROOT, load_settings  # noqa: E402
+from segstream.job_process import JOB_SCRIPT  # noqa: E402
 from segstream.kafka_admin import end_offsets, ensure_topics, topic_plan  # noqa: E402
 from segstream.produce import Record, TrafficSpec, generate, produce_records  # noqa: E402
+from segstream.testing import wait_for  # noqa: E402
 
 app = typer.Typer(add_completion=False)
-JOB = PROJECT_ROOT / "jobs" / "user_stats.py"
+JOB = JOB_SCRIPT
 
 
 def _fresh_topics(bigtable: bool) -> dict[str, str]:

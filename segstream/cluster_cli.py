@@ -33,7 +33,7 @@ def _cluster(**options):
 
 
 def _rest(url: Optional[str]):
-    from segstream.cluster import FlinkRest
+    from segstream.flink_rest import FlinkRest
 
     return FlinkRest(url) if url else _cluster().rest
 
@@ -152,7 +152,7 @@ def job_savepoint(
 @one_line_errors
 def job_checkpoints(directory: Optional[Path] = typer.Option(None, help="Default: flink.checkpoint_dir.")):
     """Retained checkpoints (complete ones), oldest first; the last is what to restore after a crash."""
-    from segstream.cluster import completed_checkpoints
+    from segstream.checkpoints import completed_checkpoints
     from segstream.config import load_settings
 
     settings = load_settings()

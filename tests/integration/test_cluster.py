@@ -17,13 +17,13 @@ import sys
 import pytest
 
 from operators.events import InvalidEvent, parse_record
-from segstream.cluster import JOB_NAME, Cluster, ClusterOptions, wait_for
+from segstream.cluster import Cluster, ClusterOptions
 from segstream.config import PROJECT_ROOT
+from segstream.flink_rest import JOB_NAME
 from segstream.produce import TrafficSpec, generate, produce_records
-from tests.integration.checks import valid_event_ids
-from tests.integration.conftest import free_port
-from tests.integration.crash import (
-    FAST_JVM, TopicWatcher, check_results, crash_config, crash_taskmanager, produce_traffic,
+from segstream.testing import (
+    FAST_JVM, TopicWatcher, check_results, crash_config, crash_taskmanager, free_port, produce_traffic,
+    valid_event_ids, wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

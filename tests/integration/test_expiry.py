@@ -3,7 +3,7 @@ some when their next event comes (reported just before its evaluation), the othe
 event-time timer. The job runs unbounded, as in production, is killed at a random point and
 restored from the latest checkpoint, and runs until the watermark has passed every deadline.
 
-Asserted: every due expiry is written with the exact content (crash.check_expirations), none that
+Asserted: every due expiry is written with the exact content (testing.check_expirations), none that
 is not due, among them the expiries whose timer only the checkpoint can have brought back (the
 restored job did not re-run the event that registered it); stats, segments, dead letters and
 Bigtable as in every crash test. Those timers are what jobs/timer_safe.py is for: with PyFlink's
@@ -18,14 +18,13 @@ import yaml
 
 from operators.catalogue import load_catalogue
 from operators.evaluator import TIMER_SLOTS
+from segstream import reference
 from segstream.config import PROJECT_ROOT
 from segstream.kafka_admin import read_topic
-from tests.integration.checks import events_by_user
-from tests.integration.conftest import write_config
-from tests.integration.crash import (
-    TopicWatcher, check_results, crash_and_recover, crash_config, due_expirations, expiry_id, produce_traffic,
+from segstream.testing import (
+    TopicWatcher, check_results, crash_and_recover, crash_config, due_expirations, events_by_user, expiry_id,
+    produce_traffic, write_config,
 )
-from tests.operators import reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

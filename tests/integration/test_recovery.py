@@ -1,4 +1,4 @@
-"""Crash recovery of the whole job on the embedded MiniCluster (tests/integration/crash.py does the
+"""Crash recovery of the whole job on the embedded MiniCluster (segstream/testing.py does the
 runs and the checks): two random kill points, one with the exactly-once Kafka sink. With the
 TaskManager kill of test_cluster.py and the unbounded run of test_expiry.py, CI kills the job at
 four random points; bench/chaos.py runs the crash test many times and prints a table."""
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.checks import valid_event_ids, valid_ids_of
-from tests.integration.crash import (
-    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic,
+from segstream.testing import (
+    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic, valid_event_ids,
+    valid_ids_of,
 )
 
 
@@ -32,7 +32,7 @@ def test_kill_9_at_a_random_point_and_restore_the_latest_checkpoint(job_config, 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_exactly_once_sink_across_a_kill_9(job_config, tmp_path):
-    """The transactional Kafka sink, unbounded, on live traffic (crash.feed_while_running), with
+    """The transactional Kafka sink, unbounded, on live traffic (testing.feed_while_running), with
     checkpoints every 3 s so that evaluations are seen waiting in open transactions: none may be
     visible to a read_committed consumer before the first checkpoint completes.
 

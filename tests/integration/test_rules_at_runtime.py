@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from operators.catalogue import load_catalogue
+from segstream import reference
 from segstream.kafka_admin import read_topic
 from segstream.produce import Record, TrafficSpec, generate, produce_records
-from tests.integration.checks import input_events
-from tests.integration.conftest import run_job
-from tests.operators import reference
+from segstream.testing import input_events, run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -25,14 +25,15 @@ import yaml
 
 from operators.catalogue import load_catalogue
 from operators.events import InvalidEvent, parse_record
-from segstream.cluster import JobProcess, wait_for
+from segstream import reference
 from segstream.config import PROJECT_ROOT
+from segstream.job_process import JobProcess
 from segstream.kafka_admin import read_topic
 from segstream.produce import TrafficSpec, generate, produce_records
-from tests.integration.conftest import free_port, write_config
-from tests.integration.checks import assert_dead_letters_are, assert_event_log_is, input_events
-from tests.integration.crash import FAST_JVM, TopicWatcher, stop_with_savepoint
-from tests.operators import reference
+from segstream.testing import (
+    FAST_JVM, TopicWatcher, assert_dead_letters_are, assert_event_log_is, free_port, input_events,
+    stop_with_savepoint, wait_for, write_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

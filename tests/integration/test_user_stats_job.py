@@ -10,11 +10,10 @@ import msgspec
 import pytest
 
 from operators.catalogue import load_catalogue
+from segstream import reference
 from segstream.kafka_admin import read_topic
 from segstream.produce import TrafficSpec, generate, produce_records
-from tests.integration.checks import assert_event_log_is, events_by_user, last_evaluations
-from tests.integration.conftest import run_job
-from tests.operators import reference
+from segstream.testing import assert_event_log_is, events_by_user, last_evaluations, run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -16,7 +16,7 @@ from operators.evaluator import FORMAT_VERSION, Evaluator
 from operators.events import Event
 from operators.rules import RuleSet, compile_rule
 from operators.stats import EXACT_DISTINCT_LIMIT
-from tests.operators import reference
+from segstream import reference
 
 CATALOGUE = parse_catalogue(
     {

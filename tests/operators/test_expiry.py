@@ -14,7 +14,7 @@ from operators.catalogue import CatalogueError, parse_catalogue
 from operators.evaluator import TIMER_SLOTS, Evaluator
 from operators.events import Event
 from operators.rules import RuleSet, compile_rule
-from tests.operators import reference
+from segstream import reference
 
 TTL = 1_000
 CATALOGUE = parse_catalogue({

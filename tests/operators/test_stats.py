@@ -13,7 +13,7 @@ from msgspec.msgpack import Ext
 from operators.catalogue import StatSpec
 from operators.events import Event
 from operators.stats import EXACT_DISTINCT_LIMIT, Windowed, aggregation, same_value
-from tests.operators import reference
+from segstream import reference
 
 SPECS = [
     StatSpec.model_validate(spec)

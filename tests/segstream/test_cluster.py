@@ -1,5 +1,6 @@
-"""segstream/cluster.py without a cluster: retained-checkpoint lookup, the REST protocol of
-`segstream job stop`, and the `flink run` command line."""
+"""Running the job without a cluster: retained-checkpoint lookup (segstream/checkpoints.py), the
+REST protocol of `segstream job stop` (segstream/flink_rest.py), and the standalone cluster's
+config and `flink run` command line (segstream/cluster.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from segstream.cluster import (
-    FLINK_BIN, JOB_SCRIPT, Cluster, ClusterOptions, FlinkRest, completed_checkpoints, latest_checkpoint,
-)
+from segstream.checkpoints import completed_checkpoints, latest_checkpoint
+from segstream.cluster import FLINK_BIN, Cluster, ClusterOptions
 from segstream.config import load_settings
 from segstream.errors import StackError
-from tests.integration.conftest import free_port
+from segstream.flink_rest import FlinkRest
+from segstream.job_process import JOB_SCRIPT
+from segstream.testing import free_port
 
 
 def test_only_checkpoints_with_metadata_count_and_the_number_orders_them(tmp_path):

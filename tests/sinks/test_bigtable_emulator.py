@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -26,8 +25,10 @@ import pytest
 
 from operators.events import Event, encode_event
 from segstream import emulator
+from segstream.checkpoints import checkpoint_number, latest_checkpoint
 from segstream.config import Settings
 from segstream.errors import StackError
+from segstream.testing import free_port, wait_for
 from sinks.bigtable import BigtableUnavailable, keys, mutations, schema
 from sinks.bigtable.reader import read_history, read_profile
 from sinks.bigtable.writer import BigtableWriteError, BigtableWriter, WriterOptions
@@ -38,12 +39,6 @@ ROOT = THIS.parents[2]
 
 
 # --- fixtures and helpers -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +87,6 @@ def make_record(tenant: str, i: int, users: int, now_ms: int) -> tuple[str, str]
 
 def make_records(tenant: str, n: int, users: int, now_ms: int) -> list[tuple[str, str]]:
     return [make_record(tenant, i, users, now_ms) for i in range(n)]
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-    return result
 
 
 async def write_records(settings: Settings, records, options: WriterOptions = WriterOptions(), progress=None):
@@ -333,7 +319,7 @@ def test_outage_of_a_few_seconds_loses_nothing(settings, tenant, paused, caplog)
     options = WriterOptions(attempt_timeout_s=1.0, max_pending_rows=2000)  # small buffer: backpressure shows
     thread, errors = run_in_thread(lambda: write_records(settings, records, options, progress=done))
 
-    wait_for(lambda: len(done) >= 200, 30, "the first writes")
+    wait_for(lambda: len(done) >= 200, 30, "the first writes", 0.1)
     paused.pause()
     time.sleep(1)  # requests already on the wire settle (they can't: the server is stopped)
     during = len(done)
@@ -392,15 +378,11 @@ def finish(proc, timeout: float, marker: Path) -> None:
     assert rc == 0, f"job exited {rc}:\n{log[-4000:]}"
 
 
-def completed_checkpoints(root: Path) -> list[Path]:
-    return sorted(root.glob("*/chk-*/_metadata"), key=lambda p: int(p.parent.name.split("-")[1]))
-
-
 def latest_checkpoint_number(root: Path) -> int:
     """The number of the newest complete checkpoint (0: none). Flink keeps only the newest one, so
     the count of checkpoint directories says nothing about progress."""
-    found = completed_checkpoints(root)
-    return int(found[-1].parent.name.split("-")[1]) if found else 0
+    latest = latest_checkpoint(root)
+    return checkpoint_number(latest) if latest else 0
 
 
 @pytest.mark.slow
@@ -445,7 +427,7 @@ def test_kill_9_and_restore_from_checkpoint_leaves_exactly_the_input(settings, b
         # Mid-stream: rows are arriving, a checkpoint completed after that, most input is still to come.
         wait_for(lambda: len(stored_events(settings, tenant)) >= n // 10, 180, "the first rows", interval=0.2)
         taken = latest_checkpoint_number(checkpoints)
-        wait_for(lambda: latest_checkpoint_number(checkpoints) > taken, 60, "a checkpoint after those rows")
+        wait_for(lambda: latest_checkpoint_number(checkpoints) > taken, 60, "a checkpoint after those rows", 0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -453,7 +435,7 @@ def test_kill_9_and_restore_from_checkpoint_leaves_exactly_the_input(settings, b
     assert 0 < written_at_kill < n, f"not killed mid-stream ({written_at_kill} of {n} written)"
 
     proc = start_job(bigtable_emulator[0], tenant, n, users, stamp, "thread", checkpoints, second, pace_ms=0,
-                     restore=completed_checkpoints(checkpoints)[-1].parent)
+                     restore=latest_checkpoint(checkpoints))
     finish(proc, 240, second)
 
     replayed = second.read_text().split()

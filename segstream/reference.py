@@ -1,6 +1,8 @@
 """A deliberately simple reference: every stat recomputed from scratch from a user's whole event list,
 and rules evaluated through cel with every stat in the context, written from docs/semantics.md
-without looking at how operators/ does it incrementally. The property tests compare the two.
+without looking at how operators/ does it incrementally. The property tests (tests/operators/)
+compare the two, and the end-to-end checks of segstream/testing.py (check_results) recompute the
+job's outputs with it.
 """
 
 from __future__ import annotations

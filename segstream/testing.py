@@ -1,6 +1,21 @@
-"""Crash runs shared by tests/integration/test_recovery.py, test_upgrade.py and bench/chaos.py:
-kill -9 at a random point, restore the latest retained checkpoint, run to the end, and check that
-nothing was lost and nothing was counted twice.
+"""Helpers for tests and benchmarks that run the real thing (like bytewax's testing.py): used by
+tests/ (the pytest fixtures in tests/integration/conftest.py are thin wrappers around these) and by
+bench/chaos.py. Nothing here needs pytest.
+
+- ports and waiting: `free_port`, `wait_for` (segstream/waiting.py: poll a condition with a
+  timeout, never sleep as synchronisation);
+- a private stack: `LocalStack` (broker and Bigtable emulator on free ports, a config file of its
+  own), `write_config`, `isolated_config` (a test's or run's own topics, tables, checkpoints);
+- launching the job: `run_job` (bounded, to completion, as `flink run` would: its own process
+  and JVM); segstream/job_process.py's `JobProcess` for a job to watch and kill;
+- reading the outputs back and checking them against the input: `events_by_user`,
+  `input_events`, `valid_ids_of`, `sinks_complete`, `assert_event_log_is`, ...;
+- the crash harness: `crash_and_recover`, `crash_taskmanager`, `check_results` and their parts
+  (`TopicWatcher`, `KillPoint`, `feed_while_running`, ...).
+
+The crash harness (tests/integration/test_recovery.py, test_upgrade.py, test_expiry.py,
+test_cluster.py and bench/chaos.py): kill -9 at a random point, restore the latest retained
+checkpoint, run to the end, and check that nothing was lost and nothing was counted twice.
 
 On the embedded MiniCluster the job runs bounded as a separate process group (the client, its JVM
 and the Python workers); the kill takes the whole group at once, like a machine loss. The second
@@ -12,19 +27,24 @@ savepoint through the MiniCluster's REST API, as `segstream job stop --savepoint
 
 On the standalone cluster the TaskManager is killed and replaced; the JobManager restarts the job
 from its latest checkpoint by itself.
+
+Checks raise AssertionError (plain `assert`), the harness StackError when the job or the stack
+misbehaves (bench/chaos.py tells the two apart).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import msgspec
 import yaml
@@ -33,16 +53,205 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from operators.catalogue import load_catalogue
 from operators.evaluator import TIMER_SLOTS
 from operators.events import Event, InvalidEvent, parse_record
-from segstream.cluster import Cluster, FlinkRest, JobProcess, completed_checkpoints, latest_checkpoint, wait_for
-from segstream.config import PROJECT_ROOT, Settings
+from segstream import reference
+from segstream.checkpoints import completed_checkpoints, latest_checkpoint
+from segstream.cluster import Cluster
+from segstream.config import PROJECT_ROOT, Settings, load_settings
 from segstream.errors import StackError
+from segstream.flink_rest import FlinkRest
+from segstream.job_process import JOB_SCRIPT, JobProcess
 from segstream.kafka_admin import Message, end_offsets, read_topic
 from segstream.produce import Record, TrafficSpec, generate, produce_records
-from tests.integration.checks import (
-    assert_dead_letters_are, assert_event_log_is, events_by_user, input_events, last_evaluations, sinks_complete,
-)
-from tests.integration.conftest import free_port, write_config
-from tests.operators import reference
+from segstream.stack import Stack
+from segstream.waiting import wait_for  # also for tests and benchmarks: they take their helpers from here
+
+
+# --- ports ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- a private stack --------------------------------------------------------------------------------
+
+
+def write_config(path: Path, overrides: dict) -> Settings:
+    path.write_text(yaml.safe_dump(overrides))
+    return load_settings(path)
+
+
+@dataclass
+class LocalStack:
+    """A real local stack (broker, emulator) on free ports, with its own config file."""
+
+    settings: Settings
+    config_path: Path
+    stack: Stack
+
+    @property
+    def bootstrap(self) -> str:
+        return self.settings.kafka.bootstrap_servers
+
+    @classmethod
+    def start(cls, root: Path, state_dir: Path | None = None, **flink: object) -> "LocalStack":
+        """Write `root/segstream.yaml` (stack state in `state_dir`, default `root`; checkpoints in
+        `root/checkpoints`; `flink` overrides more flink settings) and start the stack."""
+        broker_port, emulator_port = free_port(), free_port()
+        config = {
+            "kafka": {"bootstrap_servers": f"127.0.0.1:{broker_port}"},
+            "bigtable": {"emulator_host": f"127.0.0.1:{emulator_port}"},
+            "stack": {"state_dir": str(state_dir or root), "broker_port": broker_port,
+                      "emulator_port": emulator_port},
+            # Share the project's jar cache: the jars are pinned by SHA-256 either way.
+            "flink": {"checkpoint_dir": str(root / "checkpoints"), **flink},
+        }
+        path = root / "segstream.yaml"
+        settings = write_config(path, config)
+        stack = Stack(settings)
+        stack.up()
+        return cls(settings, path, stack)
+
+    def stop(self) -> None:
+        self.stack.down()
+
+
+def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) -> Settings:
+    """`base` with its own topics, Bigtable tables and checkpoint directory, written to `out`;
+    the topics and tables are created."""
+    from segstream.kafka_admin import ensure_topics, topic_plan
+
+    data = yaml.safe_load(base.read_text())
+    data["kafka"]["topics"] = {k: f"{prefix}-{v}" for k, v in load_settings(base).kafka.topics.model_dump().items()}
+    data.setdefault("flink", {})["checkpoint_dir"] = str(checkpoint_dir)
+    data.setdefault("bigtable", {})["events_table"] = f"{prefix}-events"
+    data["bigtable"]["profiles_table"] = f"{prefix}-profiles"
+    settings = write_config(out, data)
+    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings))
+    if settings.bigtable.enabled:
+        from sinks.bigtable.schema import ensure_tables
+
+        ensure_tables(settings)
+    return settings
+
+
+# --- launching the job ------------------------------------------------------------------------------
+
+
+def run_job(config_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the job to completion (bounded) in its own process; fail with its output on error."""
+    env = {**os.environ, "SEGSTREAM_CONFIG": str(config_path)}
+    result = subprocess.run([sys.executable, str(JOB_SCRIPT), "--bounded", *args], env=env, cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"job failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+# --- the job's outputs, read back and checked against the input read back from Kafka -------------
+
+
+def events_by_user(messages: Iterable[Message | Record]) -> tuple[dict[tuple[str, str], list[Event]], list]:
+    """Valid events per user in partition order (the order the job sees them), and the invalid records
+    (topic messages, or records about to be produced)."""
+    per_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    invalid = []
+    for m in messages:
+        try:
+            event = parse_record(m.value)
+        except InvalidEvent:
+            invalid.append(m)
+            continue
+        per_user[(event.tenant, event.user_id)].append(event)
+    return per_user, invalid
+
+
+def input_events(settings: Settings) -> tuple[dict[tuple[str, str], list[Event]], list[Message]]:
+    """events_by_user over the whole events topic."""
+    return events_by_user(read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.events))
+
+
+def valid_ids_of(messages: Iterable[Message | Record]) -> set[str]:
+    """The event ids of the valid events among `messages`."""
+    per_user, _ = events_by_user(messages)
+    return {e.event_id for events in per_user.values() for e in events}
+
+
+def valid_event_ids(settings: Settings) -> set[str]:
+    """valid_ids_of the whole events topic."""
+    return valid_ids_of(read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.events))
+
+
+def last_evaluations(evaluations: list[dict]) -> dict[tuple[str, str], dict]:
+    """Each user's evaluation with the highest seq."""
+    last: dict[tuple[str, str], dict] = {}
+    for d in evaluations:
+        key = (d["tenant"], d["user_id"])
+        if key not in last or d["seq"] > last[key]["seq"]:
+            last[key] = d
+    return last
+
+
+def assert_dead_letters_are(settings: Settings, invalid: list[Message]) -> list[dict]:
+    """Every invalid record is dead-lettered (at least once), and nothing else; returns the dead letters."""
+    dead = [msgspec.json.decode(m.value)
+            for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)]
+    assert {(d["partition"], d["offset"]) for d in dead} == {(m.partition, m.offset) for m in invalid}
+    return dead
+
+
+def stored_event_rows(settings: Settings) -> list[bytes]:
+    """Every row key of the Bigtable events table."""
+    from google.cloud.bigtable.data import BigtableDataClient, ReadRowsQuery
+
+    from sinks.bigtable import point_at_instance
+
+    point_at_instance(settings.bigtable)
+    client = BigtableDataClient(project=settings.bigtable.project)
+    try:
+        table = client.get_table(settings.bigtable.instance, settings.bigtable.events_table)
+        return [row.row_key for row in table.read_rows(ReadRowsQuery())]
+    finally:
+        client.close()
+
+
+def expected_event_rows(settings: Settings, per_user: dict[tuple[str, str], list[Event]]) -> set[bytes]:
+    """The Bigtable events-table row keys of the valid input events."""
+    from sinks.bigtable import keys
+
+    width = settings.bigtable.hash_prefix_hex
+    return {keys.event_key(e.tenant, e.user_id, e.ts, e.event_id, width)
+            for events in per_user.values() for e in events}
+
+
+def sinks_complete(settings: Settings, per_user: dict[tuple[str, str], list[Event]],
+                   invalid: list[Message]) -> Callable[[], bool]:
+    """A condition for wait_for: Bigtable holds a row for every valid event and every invalid record
+    is dead-lettered (what a restored job must have redone before it may be stopped)."""
+    rows = expected_event_rows(settings, per_user)
+    locations = {(m.partition, m.offset) for m in invalid}
+
+    def complete() -> bool:
+        if not rows <= set(stored_event_rows(settings)):
+            return False
+        dead = read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)
+        return locations <= {(d["partition"], d["offset"]) for d in (msgspec.json.decode(m.value) for m in dead)}
+
+    return complete
+
+
+def assert_event_log_is(settings: Settings, per_user: dict[tuple[str, str], list[Event]]) -> None:
+    """The Bigtable events table holds exactly the valid input events, each once."""
+    expected = expected_event_rows(settings, per_user)
+    stored = stored_event_rows(settings)
+    assert len(stored) == len(set(stored)) and set(stored) == expected, (
+        f"Bigtable holds {len(set(stored))} rows, {len(set(stored) - expected)} unexpected, "
+        f"{len(expected - set(stored))} missing")
+
+
+# --- the crash harness --------------------------------------------------------------------------------
+
 
 # Small enough for three runs in about four minutes on a quiet 2-core machine, big enough that the
 # first checkpoint (every 500 ms below) completes while most events are still to be processed.
@@ -70,7 +279,7 @@ def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: 
 
 
 class Feed(threading.Thread):
-    """Produces the rest of the input in the background (crash.feed_while_running); `join` re-raises
+    """Produces the rest of the input in the background (feed_while_running); `join` re-raises
     what went wrong in it, so that a harness failure is not mistaken for the job's."""
 
     def __init__(self, work):
@@ -271,9 +480,10 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
     checkpoint; once every valid event is evaluated and has reached every sink (and `also_wait_for()`
     holds), stop the restored job with a savepoint.
 
-    Event-time timers need `bounded=False`: a restored bounded job does not finish (see the module
-    docstring), and a source subtask whose splits have all reached their end offsets then holds
-    its last watermark forever, where an unbounded one goes idle and drops out of it."""
+    Event-time timers need `bounded=False`: a restored bounded job does not finish (see the crash
+    harness in the module docstring), and a source subtask whose splits have all reached their end
+    offsets then holds its last watermark forever, where an unbounded one goes idle and drops out of
+    it."""
     rng = random.Random(seed)
     share = rng.uniform(*fraction)
     checkpoints = settings.path(settings.flink.checkpoint_dir)
@@ -341,7 +551,7 @@ def check_results(settings: Settings, committed_only: bool = True) -> dict[str, 
       evaluation identical apart from `rules_version`; per user the seqs are exactly 1..n in input
       order, entered/exited follow from consecutive segments, and the last evaluation's stats and
       segments equal the reference recomputation over all the user's events;
-    - with `expire_after` in the catalogue the same per life (tests/operators/reference.py: lives),
+    - with `expire_after` in the catalogue the same per life (segstream/reference.py: lives),
       and the expirations topic holds each expiry that is due (check_expirations);
     - dead letters: every invalid record (at least once), nothing else;
     - Bigtable: the events table holds exactly the valid events; profiles = last evaluations.
@@ -512,5 +722,3 @@ def crash_taskmanager(cluster: Cluster, settings: Settings, config_path: Path, w
     return CrashRun(seed, round(share, 2), round(killed - submitted, 1), at_kill, kill_point.evaluations, checkpoint.name,
                     None if first_new is None else round(first_new - killed, 1), round(finished - killed, 1),
                     killed, ends_at_kill, logs=[log_path, cluster.log_dir])
-
-
