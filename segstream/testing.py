@@ -105,7 +105,7 @@ class LocalStack:
             "bigtable": {"emulator_host": f"127.0.0.1:{emulator_port}"},
             "stack": {"state_dir": str(state_dir or root), "broker_port": broker_port,
                       "emulator_port": emulator_port},
-            # Share the project's jar cache: the jars are pinned by SHA-256 either way.
+            # The job jar and the broker runtime are the project's (.segstream/jvm, built by setup.sh).
             "flink": {"checkpoint_dir": str(root / "checkpoints"), **flink},
         }
         path = root / "segstream.yaml"
@@ -383,9 +383,15 @@ class TopicWatcher:
         """How many records had arrived before `wall_time` (time.time())."""
         return sum(1 for t in self.wall_arrivals if t < wall_time)
 
-    def first_beyond(self, ends: dict[int, int]) -> float | None:
-        """When the first record after `ends` (partition -> end offset, from catch_up) arrived."""
-        return next((t for t, p, o in self.arrivals if o >= ends.get(p, 0)), None)
+    def first_beyond(self, ends: dict[int, int], after: float = 0.0) -> float | None:
+        """When the first record after `ends` (partition -> end offset, from catch_up) arrived, not
+        before `after` (time.monotonic(); a write the killed job had in flight can land after
+        catch_up read the end offsets, but not after the restart)."""
+        return next((t for t, p, o in self.arrivals if o >= ends.get(p, 0) and t >= after), None)
+
+    def copies(self) -> int:
+        """Records seen beyond one per id: duplicates."""
+        return sum(len(where) - 1 for where in self.locations.values())
 
     def catch_up(self, timeout: float = 60) -> dict[int, int]:
         """Wait until every record now in the topic has been seen; returns the end offsets."""
@@ -418,9 +424,12 @@ class CrashRun:
     # before the first checkpoint completed; transactions commit at checkpoints, so the second is 0.
     written_before_first_checkpoint: int | None = None
     committed_before_first_checkpoint: int | None = None
-    # ... and how many valid event ids a read_committed consumer had seen when the restored job was
-    # stopped (all of them on Apache Kafka; the local broker can stall: docs/recovery.md)
+    # ... how many valid event ids a read_committed consumer saw in the end (all of them), how many
+    # records it saw beyond one per id (0: exactly once), and restart -> first new committed
+    # evaluation (the restored job's first checkpoint commits it).
     committed_at_end: int | None = None
+    committed_duplicates: int | None = None
+    committed_recovery_s: float | None = None
     logs: list[Path] = field(default_factory=list)
 
     @property
@@ -502,6 +511,7 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
             killed_after = time.monotonic() - job.started
             job.kill()
         ends_at_kill = watcher.catch_up()
+        committed_ends_at_kill = committed.positions.copy() if committed is not None else {}
         at_kill = watcher.count
         checkpoint = latest_checkpoint(checkpoints)
         assert checkpoint is not None
@@ -526,10 +536,13 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
             if also_wait_for is not None:
                 wait_for(also_wait_for, timeout, "the other outputs", 0.1, abort=job.exit_reason)
             stop_with_savepoint(job, rest_port, workdir / "savepoints")
+            if committed is not None:  # stop-with-savepoint committed the last transaction
+                wait_for(lambda: valid_ids <= committed.event_ids, timeout,
+                         "every evaluation to be visible to read_committed", 0.1)
         finally:
             if job.running():
                 job.kill()
-        first_new = watcher.first_beyond(ends_at_kill)
+        first_new = watcher.first_beyond(ends_at_kill, after=job.started)
     finally:
         watcher.close()
         if committed is not None:
@@ -541,11 +554,15 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
         run.written_before_first_checkpoint = watcher.arrived_before(kill_point.completed_at)
         run.committed_before_first_checkpoint = committed.arrived_before(kill_point.completed_at)
         run.committed_at_end = len(committed.event_ids & valid_ids)
+        run.committed_duplicates = committed.copies()
+        first_committed = committed.first_beyond(committed_ends_at_kill, after=job.started)
+        run.committed_recovery_s = None if first_committed is None else round(first_committed - job.started, 1)
     return run
 
 
-def check_results(settings: Settings, committed_only: bool = True) -> dict[str, int]:
-    """Assert the outputs equal a recomputation from the input, allowing replayed duplicates.
+def check_results(settings: Settings, committed_only: bool = True, exactly_once: bool = False) -> dict[str, int]:
+    """Assert the outputs equal a recomputation from the input, allowing replayed duplicates
+    (none with `exactly_once`: each evaluation once in the read_committed view).
 
     - evaluations: every valid event_id at least once and nothing else; all copies of an
       evaluation identical apart from `rules_version`; per user the seqs are exactly 1..n in input
@@ -579,6 +596,9 @@ def check_results(settings: Settings, committed_only: bool = True) -> dict[str, 
         assert copy == first, f"two different evaluations of {d['event_id']}:\n{first}\n{copy}"
     missing, extra = valid_ids - set(by_id), set(by_id) - valid_ids
     assert not missing and not extra, f"{len(missing)} events never evaluated, {len(extra)} unknown evaluated"
+    if exactly_once:
+        assert committed_only, "exactly once is a property of the read_committed view"
+        assert len(decoded) == len(by_id), f"{len(decoded) - len(by_id)} evaluations committed more than once"
 
     per_user_evals: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for d in by_id.values():
