@@ -17,16 +17,17 @@ events, 300 users, 2 tenants, 0.5 % invalid), and then
       job itself;
 
 and checks every output against a recomputation from the input (check_results; with exactly-once
-over everything written, read_uncommitted, and the count a read_committed consumer saw is shown:
-the local broker can stall it, docs/recovery.md). Prints one row per run and a summary:
+in the read_committed view, where every evaluation must appear exactly once). Prints one row per
+run and a summary:
 
     .venv/bin/python bench/chaos.py --runs 20
-    .venv/bin/python bench/chaos.py --runs 10 --guarantee exactly-once
+    .venv/bin/python bench/chaos.py --runs 10 --guarantee exactly-once [--naming POOLING]
     .venv/bin/python bench/chaos.py --runs 5 --taskmanager
 
 kill point = seconds from the start (or submission) to the kill / evaluations out at the kill;
 chk = the checkpoint restored (MiniCluster) or current at the kill (TaskManager);
-recovery = restart (MiniCluster) or kill (TaskManager) to the first new evaluation;
+recovery = restart (MiniCluster) or kill (TaskManager) to the first new evaluation written (with
+exactly-once also: to the first new evaluation committed, i.e. visible to read_committed);
 complete = restart or kill to the last event evaluated; load = 5-minute load average after the run
 (on a shared machine every time scales with it). OK = exact after a kill mid-stream; LATE = exact,
 but the kill came after a checkpoint covered the whole input (nothing to redo); NO KILL = the job
@@ -79,6 +80,8 @@ def main(
     fast_jvm: bool = typer.Option(False, help="C1-only JVMs, as the tests use (faster start, not production)."),
     backlog: bool = typer.Option(False, help="MiniCluster: produce all input first and run bounded."),
     guarantee: str = typer.Option("at-least-once", help="kafka.delivery_guarantee: at-least-once | exactly-once."),
+    naming: str = typer.Option("INCREMENTING", help="kafka.transaction_naming_strategy (exactly-once): "
+                                                    "INCREMENTING | POOLING."),
 ):
     root = Path(tempfile.mkdtemp(prefix="segstream-chaos-"))
     print(f"working directory {root}", flush=True)
@@ -100,7 +103,8 @@ def main(
             run_dir.mkdir()
             started = time.monotonic()
             config_path = run_config(base, run_dir, f"chaos-{i:02d}")
-            settings, config_path = crash_config(config_path, run_dir / "crash.yaml", delivery_guarantee=guarantee)
+            settings, config_path = crash_config(config_path, run_dir / "crash.yaml", delivery_guarantee=guarantee,
+                                                 transaction_naming_strategy=naming)
             records = traffic(run_seed)
             valid_ids = valid_ids_of(records)
             live = cluster is None and not backlog
@@ -120,10 +124,14 @@ def main(
                                             bounded=not live)
                 if live:
                     feed.join(60)
-                counts = check_results(settings, committed_only=guarantee == "at-least-once")
-                result = f"{'OK' if run.mid_stream else 'LATE'} ({counts['duplicates']} replayed)"
-                if run.committed_at_end is not None:
-                    result += f", {run.committed_at_end}/{len(valid_ids)} visible to read_committed"
+                exactly_once = guarantee == "exactly-once"
+                counts = check_results(settings, committed_only=True, exactly_once=exactly_once)
+                if exactly_once:
+                    result = (f"{'OK' if run.mid_stream else 'LATE'} ({run.committed_at_end}/{len(valid_ids)} "
+                              f"committed, {counts['duplicates']} duplicates; first commit "
+                              f"{run.committed_recovery_s}s after restart)")
+                else:
+                    result = f"{'OK' if run.mid_stream else 'LATE'} ({counts['duplicates']} replayed)"
             except StackError as exc:
                 # The job ended before the kill point (a late target): no crash happened.
                 first = str(exc).splitlines()[0]
@@ -148,11 +156,16 @@ def main(
     late = [i for i, _, result in rows if result.startswith("LATE")]
     failed = [i for i, _, result in rows if result.startswith("FAIL")]
     recoveries = [run.recovery_s for run in ok if run.recovery_s is not None]
+    committed = [run.committed_recovery_s for run in ok if run.committed_recovery_s is not None]
     print(f"\n{len(ok)} OK, {len(late)} LATE, {len(failed)} FAIL, "
-          f"{len(rows) - len(ok) - len(late) - len(failed)} NO KILL of {len(rows)} runs ({guarantee})")
+          f"{len(rows) - len(ok) - len(late) - len(failed)} NO KILL of {len(rows)} runs ({guarantee}"
+          f"{', ' + naming if guarantee == 'exactly-once' else ''})")
     if recoveries:
         print(f"recovery (to the first new evaluation): median {statistics.median(recoveries):.1f}s, "
               f"min {min(recoveries):.1f}s, max {max(recoveries):.1f}s")
+    if committed:
+        print(f"recovery (to the first new committed evaluation): median {statistics.median(committed):.1f}s, "
+              f"min {min(committed):.1f}s, max {max(committed):.1f}s")
     if failed or keep:
         print(f"logs kept in {root}")
     else:
