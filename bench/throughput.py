@@ -1,4 +1,4 @@
-"""End-to-end benchmark of jobs/user_stats.py on the local stack (Kafka-protocol broker + MiniCluster).
+"""End-to-end benchmark of jobs/user_stats.py on the local stack (Apache Kafka + MiniCluster).
 
 backlog mode: produce N events, run the job bounded, sample the evaluations topic's end offsets
 once a second; report the steady-state rate (first to last evaluation, so JVM and job start-up are
@@ -69,8 +69,7 @@ def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
                     total=events)
     samples: list[tuple[float, int]] = []
     done = threading.Event()
-    # The broker's reported high watermarks: cheap, and short by at most one batch per partition
-    # (the local broker's ListOffsets bug), which is noise for a rate. The exact total comes after.
+    # The partitions' high watermarks: cheap, and exact for the at-least-once sink.
     watermarks = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-sampler"})
     partitions = [TopicPartition(topics.evaluations, p) for p in range(settings.kafka.events_partitions)]
 
