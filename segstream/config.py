@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "segstream.yaml"
 
@@ -75,18 +77,6 @@ class FlinkConfig(BaseModel):
     restart_delay_ms: int = 2_000
     # Where the Kafka connector jars are cached (extracted and SHA-256-verified by `segstream jars`).
     jar_dir: str = ".segstream/jars"
-
-
-class BigtableConfig(BaseModel):
-    enabled: bool = True
-    # host:port of the emulator; empty in production (the client then uses real credentials).
-    emulator_host: str = "127.0.0.1:18086"
-    project: str = "segstream-local"
-    instance: str = "segstream"
-    events_table: str = "events"
-    profiles_table: str = "profiles"
-    retention_days: int = 90
-    hash_prefix_hex: int = 4
 
 
 class StackConfig(BaseModel):

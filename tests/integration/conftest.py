@@ -84,7 +84,7 @@ def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) ->
     if settings.bigtable.enabled:
         from sinks.bigtable.schema import ensure_tables
 
-        ensure_tables(settings)
+        ensure_tables(settings.bigtable)
     return settings
 
 
