@@ -180,7 +180,7 @@ def bench_flink(settings: Settings, pid: int, n: int, outage_s: float, work: Pat
         numbers = env.from_source(NumberSequenceSource(0, n - 1), WatermarkStrategy.no_watermarks(), "numbers")
         stream = numbers.map(ToRecord(tenant, stamp), output_type=Types.TUPLE([Types.STRING(), Types.STRING()]))
         if with_sink:
-            attach_bigtable_sink(stream, settings)
+            attach_bigtable_sink(stream, settings.bigtable)
             if outage_s:
                 outage(pid, outage_s, lambda: count_rows(settings, tenant) >= n // 4)
         else:
@@ -226,7 +226,7 @@ def main() -> None:
         emulator.wait_ready(f"127.0.0.1:{port}", timeout=20)
         settings = Settings()
         settings.bigtable.emulator_host = f"127.0.0.1:{port}"
-        schema.ensure_tables(settings)
+        schema.ensure_tables(settings.bigtable)
         if a.what == "writer":
             bench_writer(settings, pid, a.records, a.outage_s)
         elif a.what == "unbatched":

@@ -57,7 +57,7 @@ def _settings(env: dict[str, str]):
     if settings.bigtable.enabled:
         from sinks.bigtable.schema import ensure_tables
 
-        ensure_tables(settings)
+        ensure_tables(settings.bigtable)
     return settings
 
 

@@ -16,8 +16,8 @@ from pyflink.common import Time, Types
 from pyflink.datastream import AsyncDataStream, AsyncFunction, DataStream
 from pyflink.util.java_utils import get_j_env_configuration
 
-from segstream.config import BigtableConfig, Settings
 from sinks.bigtable import mutations
+from sinks.bigtable.config import BigtableConfig
 from sinks.bigtable.writer import BigtableWriter, WriterOptions
 
 UID = "bigtable-sink"
@@ -53,7 +53,7 @@ class BigtableSinkFunction(AsyncFunction):
         return [event.event_id]
 
 
-def attach_bigtable_sink(stream: DataStream, settings: Settings) -> DataStream:
+def attach_bigtable_sink(stream: DataStream, config: BigtableConfig) -> DataStream:
     """Write each (event_json, evaluation_json) to Bigtable; returns the stream of written event_ids.
 
     PyFlink refuses AsyncFunction in 'thread' mode ("AsyncFunction is still not supported for
@@ -67,7 +67,7 @@ def attach_bigtable_sink(stream: DataStream, settings: Settings) -> DataStream:
     try:
         written = AsyncDataStream.unordered_wait(
             stream,
-            BigtableSinkFunction(settings.bigtable),
+            BigtableSinkFunction(config),
             NO_TIMEOUT,
             capacity=CAPACITY,
             output_type=Types.STRING(),

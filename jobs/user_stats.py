@@ -75,7 +75,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     if mirror:
         from jobs.bigtable_sink import attach_bigtable_sink
 
-        attach_bigtable_sink(evaluated.get_side_output(MIRROR), settings)
+        attach_bigtable_sink(evaluated.get_side_output(MIRROR), settings.bigtable)
 
     statements = t_env.create_statement_set()
     statements.add_insert("evaluations_sink", t_env.from_data_stream(evaluated))

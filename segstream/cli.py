@@ -68,19 +68,28 @@ def stack_status():
 def produce(
     events: int = typer.Option(20_000, help="How many events to generate."),
     users: int = typer.Option(1_000, help="How many distinct users."),
-    rate: float = typer.Option(0, help="Events per second; 0 = as fast as possible."),
+    rate: float = typer.Option(0, help="Events per second, live: stamped at about the wall-clock time they are "
+                                       "sent. 0 = a history ending now, sent as fast as possible."),
     seed: int = typer.Option(42),
     invalid_ratio: float = typer.Option(0.002, help="Share of deliberately invalid records."),
     tenants: int = typer.Option(1, help="How many tenants (tenant-0 is 'default')."),
     replay: Optional[Path] = typer.Option(None, help="Replay a JSONL file instead of generating."),
 ):
-    """Send sample traffic (or a JSONL file) to the events topic."""
-    from segstream.produce import TrafficSpec, generate, produce_records, read_jsonl
+    """Send sample traffic (or a JSONL file) to the events topic.
+
+    Generated traffic is anchored at now: without a rate, a history whose last event is now (and
+    none later); with a rate, live traffic from now on, each event sent when its time comes."""
+    from segstream.produce import TrafficSpec, generate, live, produce_records, read_jsonl
 
     s = settings()
-    records = read_jsonl(replay) if replay else generate(
-        TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=invalid_ratio, tenants=tenants))
-    sent = produce_records(s.kafka.bootstrap_servers, s.kafka.topics.events, records, rate=rate,
+    spec = TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=invalid_ratio, tenants=tenants)
+    if replay:  # the file's own timestamps, paced by count
+        records, pace = read_jsonl(replay), rate
+    elif rate > 0:  # paced by the records' timestamps
+        records, pace = live(spec, rate), 0
+    else:
+        records, pace = generate(spec), 0
+    sent = produce_records(s.kafka.bootstrap_servers, s.kafka.topics.events, records, rate=pace,
                            total=None if replay else events)
     console.print(f"produced {sent} records to {s.kafka.topics.events}")
 
@@ -121,7 +130,7 @@ def history(user_id: str, tenant: str = typer.Option("default"), limit: int = ty
     from sinks.bigtable.reader import read_history
 
     try:
-        rows = read_history(settings(), tenant, user_id, limit=limit, since_ts=since)
+        rows = read_history(settings().bigtable, tenant, user_id, limit=limit, since_ts=since)
     except BigtableUnavailable as exc:
         raise StackError(f"Bigtable is unreachable: {exc}") from None
     if not rows:
@@ -138,7 +147,7 @@ def profile(user_id: str, tenant: str = typer.Option("default")):
     from sinks.bigtable.reader import read_profile
 
     try:
-        row = read_profile(settings(), tenant, user_id)
+        row = read_profile(settings().bigtable, tenant, user_id)
     except BigtableUnavailable as exc:
         raise StackError(f"Bigtable is unreachable: {exc}") from None
     if row is None:

@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "segstream.yaml"
 
@@ -76,18 +78,6 @@ class FlinkConfig(BaseModel):
     # The job jar (segstream's Flink operator with the Kafka connector and its kafka-clients), built
     # from jvm/ by scripts/setup.sh; the job puts it in pipeline.jars, so `flink run` ships it.
     job_jar: str = ".segstream/jvm/segstream-job.jar"
-
-
-class BigtableConfig(BaseModel):
-    enabled: bool = True
-    # host:port of the emulator; empty in production (the client then uses real credentials).
-    emulator_host: str = "127.0.0.1:18086"
-    project: str = "segstream-local"
-    instance: str = "segstream"
-    events_table: str = "events"
-    profiles_table: str = "profiles"
-    retention_days: int = 90
-    hash_prefix_hex: int = 4
 
 
 class StackConfig(BaseModel):

@@ -100,7 +100,7 @@ def summarize(settings: Settings, console: Console) -> None:
         from sinks.bigtable.reader import read_history
 
         user = hottest[0]
-        history = read_history(settings, user["tenant"], user["user_id"], limit=5)
+        history = read_history(settings.bigtable, user["tenant"], user["user_id"], limit=5)
         console.print(f"\nBigtable history of {user['tenant']}/{user['user_id']}, newest first "
                       f"(segstream history {user['user_id']} --tenant {user['tenant']}):")
         for row in history:

@@ -52,7 +52,7 @@ class Stack:
             self._start_emulator()
             from sinks.bigtable.schema import ensure_tables
 
-            ensure_tables(self.settings)
+            ensure_tables(self.settings.bigtable)
 
     def down(self) -> list[str]:
         stopped = []

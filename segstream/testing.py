@@ -133,7 +133,7 @@ def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) ->
     if settings.bigtable.enabled:
         from sinks.bigtable.schema import ensure_tables
 
-        ensure_tables(settings)
+        ensure_tables(settings.bigtable)
     return settings
 
 
@@ -626,7 +626,7 @@ def check_results(settings: Settings, committed_only: bool = True, exactly_once:
     assert_event_log_is(settings, per_user)
     hottest = max(per_user, key=lambda k: len(per_user[k]))
     for user in sorted(per_user)[:20] + [hottest]:
-        profile = read_profile(settings, *user)
+        profile = read_profile(settings.bigtable, *user)
         assert profile is not None, user
         assert (profile["seq"], profile["event_id"], profile["stats"]) == (
             last[user]["seq"], last[user]["event_id"], last[user]["stats"]), user

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from segstream.config import BigtableConfig
+from sinks.bigtable.config import BigtableConfig
 
 EMULATOR_ENV = "BIGTABLE_EMULATOR_HOST"
 

@@ -11,8 +11,8 @@ from google.cloud.bigtable.data import BigtableDataClient, ReadRowsQuery, RowRan
 from google.cloud.bigtable.data import row_filters as rf
 from google.cloud.bigtable.data.exceptions import RetryExceptionGroup
 
-from segstream.config import Settings
 from sinks.bigtable import BigtableUnavailable, keys, point_at_instance, schema
+from sinks.bigtable.config import BigtableConfig
 
 # Interactive commands: fail in seconds, not after the client's default 10 minutes.
 OPERATION_TIMEOUT_S = 5.0
@@ -21,14 +21,14 @@ _UNREACHABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, RetryExceptionGr
 
 
 def read_history(
-    settings: Settings,
+    config: BigtableConfig,
     tenant: str,
     user_id: str,
     limit: int | None = None,
     since_ts: int | None = None,
 ) -> list[dict]:
     """The user's events (as sent), newest first, within retention and at or after since_ts."""
-    b = settings.bigtable
+    b = config
     oldest = max(since_ts or 0, _now_ms() - b.retention_days * 86_400_000)
     prefix = keys.user_prefix(tenant, user_id, b.hash_prefix_hex)
     # Rows sort newest first, so "ts >= oldest" is a key range that ends after the rows at `oldest`
@@ -46,17 +46,17 @@ def read_history(
             ]
         ),
     )
-    with _table(settings, b.events_table) as table:
-        rows = _call(settings, table.read_rows, query)
+    with _table(b, b.events_table) as table:
+        rows = _call(b, table.read_rows, query)
     return [orjson.loads(row.cells[0].value) for row in rows]
 
 
-def read_profile(settings: Settings, tenant: str, user_id: str) -> dict | None:
+def read_profile(config: BigtableConfig, tenant: str, user_id: str) -> dict | None:
     """The user's latest profile: {tenant, user_id, stats, segments, ts, event_id, seq}."""
-    b = settings.bigtable
+    b = config
     key = keys.profile_key(tenant, user_id, b.hash_prefix_hex)
-    with _table(settings, b.profiles_table) as table:
-        row = _call(settings, table.read_row, key, row_filter=rf.CellsColumnLimitFilter(1))
+    with _table(b, b.profiles_table) as table:
+        row = _call(b, table.read_row, key, row_filter=rf.CellsColumnLimitFilter(1))
     if row is None:
         return None
     cells = {cell.qualifier: cell.value for cell in row.cells}
@@ -74,10 +74,10 @@ def read_profile(settings: Settings, tenant: str, user_id: str) -> dict | None:
 class _table:
     """A data client and one table, closed together."""
 
-    def __init__(self, settings: Settings, table_id: str):
-        point_at_instance(settings.bigtable)
-        self._client = BigtableDataClient(project=settings.bigtable.project)
-        self._table = self._client.get_table(settings.bigtable.instance, table_id)
+    def __init__(self, b: BigtableConfig, table_id: str):
+        point_at_instance(b)
+        self._client = BigtableDataClient(project=b.project)
+        self._table = self._client.get_table(b.instance, table_id)
 
     def __enter__(self):
         return self._table
@@ -86,11 +86,10 @@ class _table:
         self._client.close()
 
 
-def _call(settings: Settings, method, *args, **kwargs):
+def _call(b: BigtableConfig, method, *args, **kwargs):
     try:
         return method(*args, operation_timeout=OPERATION_TIMEOUT_S, attempt_timeout=ATTEMPT_TIMEOUT_S, **kwargs)
     except _UNREACHABLE as exc:
-        b = settings.bigtable
         where = b.emulator_host or "the production endpoint"
         raise BigtableUnavailable(
             f"Bigtable {b.project}/{b.instance} at {where} did not answer within {OPERATION_TIMEOUT_S:.0f}s "

@@ -9,8 +9,8 @@ from google.api_core import retry
 from google.cloud.bigtable import Client, column_family
 from google.cloud.bigtable_admin_v2 import types as admin_types
 
-from segstream.config import Settings
 from sinks.bigtable import BigtableUnavailable, point_at_instance
+from sinks.bigtable.config import BigtableConfig
 
 # events: one row per event; cell timestamp = event time, so max-age GC is retention by event time.
 EVENTS_FAMILY = "e"
@@ -33,9 +33,9 @@ _DEADLINE = {
 }
 
 
-def gc_rules(settings: Settings) -> dict[str, dict[str, column_family.GarbageCollectionRule]]:
+def gc_rules(config: BigtableConfig) -> dict[str, dict[str, column_family.GarbageCollectionRule]]:
     """{table: {family: GC rule}}."""
-    b = settings.bigtable
+    b = config
     return {
         b.events_table: {
             # A rewrite of an event reuses its timestamp, so it replaces the cell; one version is all.
@@ -50,15 +50,15 @@ def gc_rules(settings: Settings) -> dict[str, dict[str, column_family.GarbageCol
     }
 
 
-def ensure_tables(settings: Settings) -> None:
-    """Create missing tables and families and bring GC rules in line with the settings (so a
+def ensure_tables(config: BigtableConfig) -> None:
+    """Create missing tables and families and bring GC rules in line with the config (so a
     changed retention_days applies); existing data is kept. Safe to run any number of times."""
-    b = settings.bigtable
+    b = config
     point_at_instance(b)
     client = Client(project=b.project, admin=True)
     admin = client.table_admin_client
     try:
-        for table_id, families in gc_rules(settings).items():
+        for table_id, families in gc_rules(b).items():
             wanted = {fid: admin_types.ColumnFamily(gc_rule=rule.to_pb()) for fid, rule in families.items()}
             name = admin.table_path(b.project, b.instance, table_id)
             try:

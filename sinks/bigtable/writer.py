@@ -20,8 +20,8 @@ from google.cloud.bigtable.data import BigtableDataClientAsync
 from google.cloud.bigtable.data.exceptions import MutationsExceptionGroup
 from google.cloud.bigtable.data.mutations import RowMutationEntry
 
-from segstream.config import BigtableConfig
 from sinks.bigtable import point_at_instance
+from sinks.bigtable.config import BigtableConfig
 
 log = logging.getLogger(__name__)
 

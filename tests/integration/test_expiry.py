@@ -1,4 +1,4 @@
-"""Expiry timers across a crash: with `expire_after: 12h` on a week of traffic many users expire,
+"""Expiry timers across a crash: with `expire_after: 12h` on 34 hours of traffic many users expire,
 some when their next event comes (reported just before its evaluation), the others only by their
 event-time timer. The job runs unbounded, as in production, is killed at a random point and
 restored from the latest checkpoint, and runs until the watermark has passed every deadline.

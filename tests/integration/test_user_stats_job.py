@@ -39,7 +39,7 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
     assert max(counts.values()) == 1, "an event was evaluated twice"
     for m, d in zip(evaluations, decoded):
         assert m.key == d["user_id"].encode()
-    # A week of traffic under expire_after: 90d, and the end of a bounded input is not the passing
+    # Three days of traffic under expire_after: 90d, and the end of a bounded input is not the passing
     # of time (its final watermark fires every timer): nobody expires.
     assert load_catalogue(settings.path(settings.stats_file)).expire_after == 90 * 86_400_000
     assert read_topic(settings.kafka.bootstrap_servers, topics.expirations) == []
@@ -70,12 +70,12 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
     width = settings.bigtable.hash_prefix_hex
 
     hottest = max(per_user, key=lambda k: len(per_user[k]))
-    history = read_history(settings, *hottest)
+    history = read_history(settings.bigtable, *hottest)
     assert [h["ts"] for h in history] == sorted((e.ts for e in per_user[hottest]), reverse=True)
     assert [h["event_id"] for h in history] == [  # equal ts: the event-id discriminator orders them
         e.event_id for e in sorted(per_user[hottest], key=lambda e: keys.event_key(*hottest, e.ts, e.event_id, width))]
     for key in list(per_user)[:50] + [hottest]:
-        profile = read_profile(settings, *key)
+        profile = read_profile(settings.bigtable, *key)
         assert profile is not None
         assert (profile["seq"], profile["event_id"], profile["stats"]) == (
             last[key]["seq"], last[key]["event_id"], last[key]["stats"]), key

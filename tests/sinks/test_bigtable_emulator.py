@@ -56,7 +56,7 @@ def bigtable_emulator(tmp_path_factory):
 def settings(bigtable_emulator) -> Settings:
     s = Settings()
     s.bigtable.emulator_host = bigtable_emulator[0]
-    schema.ensure_tables(s)
+    schema.ensure_tables(s.bigtable)
     return s
 
 
@@ -152,7 +152,7 @@ def final_profiles(records) -> dict[str, dict]:
 
 def assert_profiles(settings: Settings, tenant: str, records) -> None:
     for user, ev in final_profiles(records).items():
-        profile = read_profile(settings, tenant, user)
+        profile = read_profile(settings.bigtable, tenant, user)
         assert profile is not None and (profile["seq"], profile["event_id"], profile["stats"]) == (
             ev["seq"], ev["event_id"], ev["stats"],
         ), user
@@ -202,13 +202,13 @@ def test_missing_emulator_binary_is_a_clear_error(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_ensure_tables_is_idempotent_and_sets_gc_rules(settings):
-    schema.ensure_tables(settings)  # second run: no error, nothing changes
+    schema.ensure_tables(settings.bigtable)  # second run: no error, nothing changes
     from google.cloud.bigtable import Client
 
     instance = Client(project=settings.bigtable.project, admin=True).instance(settings.bigtable.instance)
     events = instance.table(settings.bigtable.events_table).list_column_families()
     profiles = instance.table(settings.bigtable.profiles_table).list_column_families()
-    assert events[schema.EVENTS_FAMILY].gc_rule.to_pb() == schema.gc_rules(settings)["events"]["e"].to_pb()
+    assert events[schema.EVENTS_FAMILY].gc_rule.to_pb() == schema.gc_rules(settings.bigtable)["events"]["e"].to_pb()
     assert "max_age" in str(events[schema.EVENTS_FAMILY].gc_rule.to_pb())
     assert profiles[schema.PROFILE_FAMILY].gc_rule.to_pb().max_num_versions == 1
 
@@ -237,16 +237,16 @@ def test_history_is_newest_first(settings, tenant):
     asyncio.run(write_records(settings, records))
     mine = [orjson.loads(e) for e, _ in records if orjson.loads(e)["user_id"] == "u_1"]
 
-    history = read_history(settings, tenant, "u_1")
+    history = read_history(settings.bigtable, tenant, "u_1")
     assert sorted(h["event_id"] for h in history) == sorted(e["event_id"] for e in mine)
     stamps = [h["ts"] for h in history]
     assert stamps == sorted(stamps, reverse=True)
     assert history[0] == max(mine, key=lambda e: (e["ts"], e["event_id"]))  # payload as sent
 
-    assert read_history(settings, tenant, "u_1", limit=5) == history[:5]
+    assert read_history(settings.bigtable, tenant, "u_1", limit=5) == history[:5]
     since = stamps[10]
-    assert read_history(settings, tenant, "u_1", since_ts=since) == [h for h in history if h["ts"] >= since]
-    assert read_history(settings, tenant, "u_") == []  # a prefix of "u_1" is another (empty) user
+    assert read_history(settings.bigtable, tenant, "u_1", since_ts=since) == [h for h in history if h["ts"] >= since]
+    assert read_history(settings.bigtable, tenant, "u_") == []  # a prefix of "u_1" is another (empty) user
 
 
 @pytest.mark.slow
@@ -256,7 +256,7 @@ def test_history_hides_events_past_retention(settings, tenant):
     evaluation = orjson.dumps({"event_id": "new", "tenant": tenant, "user_id": "u", "ts": new.ts, "seq": 2,
                                "stats": {}, "segments": [], "entered": [], "exited": []}).decode()
     asyncio.run(write_records(settings, [(encode_event(old).decode(), evaluation), (encode_event(new).decode(), evaluation)]))
-    assert [h["event_id"] for h in read_history(settings, tenant, "u")] == ["new"]
+    assert [h["event_id"] for h in read_history(settings.bigtable, tenant, "u")] == ["new"]
 
 
 @pytest.mark.slow
@@ -265,9 +265,9 @@ def test_profile_newest_seq_wins_whatever_the_write_order(settings, tenant):
     shuffled = records[:]
     random.Random(3).shuffle(shuffled)
     asyncio.run(write_records(settings, shuffled))
-    profile = read_profile(settings, tenant, "u_0")
+    profile = read_profile(settings.bigtable, tenant, "u_0")
     assert profile["seq"] == 40 and profile["event_id"] == "ev_39" and profile["stats"] == {"count": 40}
-    assert read_profile(settings, tenant, "nobody") is None
+    assert read_profile(settings.bigtable, tenant, "nobody") is None
 
 
 def test_reads_fail_fast_when_bigtable_is_unreachable():
@@ -275,7 +275,7 @@ def test_reads_fail_fast_when_bigtable_is_unreachable():
     s.bigtable.emulator_host = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
     with pytest.raises(BigtableUnavailable, match="did not answer"):
-        read_profile(s, "t", "u")
+        read_profile(s.bigtable, "t", "u")
     assert time.monotonic() - started < 15
 
 
@@ -497,7 +497,7 @@ def run_job(argv: list[str]) -> None:
     numbers = env.from_source(NumberSequenceSource(0, int(a.n) - 1), WatermarkStrategy.no_watermarks(), "numbers")
     to_record = ToRecord(a.tenant, int(a.users), int(a.stamp), int(a.pace_ms) / 1000, a.marker)
     stream = numbers.map(to_record, output_type=Types.TUPLE([Types.STRING(), Types.STRING()]))
-    attach_bigtable_sink(stream, settings)
+    attach_bigtable_sink(stream, settings.bigtable)
     env.execute("bigtable-sink-test")
 
 
