@@ -47,7 +47,8 @@ def record(tenant: str, i: int, stamp: int) -> tuple[str, str]:
     user, seq = f"user-{i % USERS}", i // USERS + 1
     event = Event(f"ev-{i}", user, stamp + i, "page_view", {"path": "/pricing", "ms": i % 997}, tenant)
     evaluation = {"event_id": event.event_id, "tenant": tenant, "user_id": user, "ts": event.ts, "seq": seq,
-                  "stats": {"views": seq, "last_path": "/pricing"}, "segments": ["engaged"], "entered": [], "exited": []}
+                  "stats": {"views": seq, "last_path": "/pricing"}, "segments": ["engaged"],
+                  "entered": [], "exited": []}
     return encode_event(event).decode(), orjson.dumps(evaluation).decode()
 
 
@@ -95,7 +96,8 @@ def bench_writer(settings: Settings, pid: int, n: int, outage_s: float) -> None:
         async def one(event_json: str, evaluation_json: str):
             raw = event_json.encode()
             await asyncio.gather(
-                writer.write(b.events_table, [mutations.event_entry(mutations.decode_event(raw), raw, b.hash_prefix_hex)]),
+                writer.write(b.events_table,
+                             [mutations.event_entry(mutations.decode_event(raw), raw, b.hash_prefix_hex)]),
                 writer.write(b.profiles_table, [mutations.profile_entry(evaluation_json.encode(), b.hash_prefix_hex)]),
             )
             done[0] += 1

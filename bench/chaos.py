@@ -57,8 +57,17 @@ from segstream.cluster import Cluster, ClusterOptions  # noqa: E402
 from segstream.errors import StackError  # noqa: E402
 from segstream.produce import produce_records  # noqa: E402
 from segstream.testing import (  # noqa: E402
-    FAST_JVM, LocalStack, check_results, crash_and_recover, crash_config, crash_taskmanager, feed_while_running,
-    free_port, isolated_config, traffic, valid_ids_of,
+    FAST_JVM,
+    LocalStack,
+    check_results,
+    crash_and_recover,
+    crash_config,
+    crash_taskmanager,
+    feed_while_running,
+    free_port,
+    isolated_config,
+    traffic,
+    valid_ids_of,
 )
 
 app = typer.Typer(add_completion=False)

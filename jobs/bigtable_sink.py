@@ -10,7 +10,6 @@ set of events in the table.
 from __future__ import annotations
 
 import asyncio
-from typing import List
 
 from pyflink.common import Time, Types
 from pyflink.datastream import AsyncDataStream, AsyncFunction, DataStream
@@ -40,7 +39,7 @@ class BigtableSinkFunction(AsyncFunction):
         self._config = config
         self._writer: BigtableWriter | None = None
 
-    async def async_invoke(self, value) -> List[str]:
+    async def async_invoke(self, value) -> list[str]:
         event_json, evaluation_json = value[0].encode(), value[1].encode()
         if self._writer is None:  # the async client must be built on the operator's event loop
             self._writer = BigtableWriter(self._config, WRITER_OPTIONS)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
 from pyflink.common import Row, Types
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
-
-import msgspec
 
 from operators.catalogue import load_catalogue
 from operators.evaluator import Evaluator

@@ -22,12 +22,17 @@ from pyflink.common import Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
-from jobs import kafka_tables  # noqa: E402
+from jobs import kafka_tables, timer_safe  # noqa: E402
 from jobs.flink_env import create_environments  # noqa: E402
-from jobs import timer_safe  # noqa: E402
 from jobs.functions import (  # noqa: E402
-    DEAD_LETTERS, EVALUATION_TYPE, EXPIRATIONS, KEYED_EVENT_TYPE, MIRROR, RULE_CHANGES,
-    EvaluateUser, ParseEvent,
+    DEAD_LETTERS,
+    EVALUATION_TYPE,
+    EXPIRATIONS,
+    KEYED_EVENT_TYPE,
+    MIRROR,
+    RULE_CHANGES,
+    EvaluateUser,
+    ParseEvent,
 )
 from segstream.config import Settings, load_settings  # noqa: E402
 from segstream.jvm import require  # noqa: E402

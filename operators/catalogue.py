@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 MS_PER_UNIT = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
@@ -182,7 +183,7 @@ def load_catalogue(path: str | Path) -> Catalogue:
     return parse_catalogue(data)
 
 
-def _describe(error: dict, data: object) -> str:
+def _describe(error: ErrorDetails, data: object) -> str:
     """One pydantic error as 'stats[2] (avg_spend).window: bad duration ...'."""
     loc = list(error["loc"])
     where = ""

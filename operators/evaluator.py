@@ -9,6 +9,7 @@ CEL rule is a pure function of what it reads. Semantics: docs/semantics.md.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -77,8 +78,9 @@ class Evaluator:
         self._packed_fps = _pack_fps(self._fps)
         # Updates to run for every event, and for each event name; filtering by name here means an
         # event only touches the stats that count it.
-        always, by_event = [], {}
-        for i, (spec, agg) in enumerate(zip(catalogue.stats, self._aggs)):
+        always: list[tuple[int, Callable[..., bool]]] = []
+        by_event: dict[str, list[tuple[int, Callable[..., bool]]]] = {}
+        for i, (spec, agg) in enumerate(zip(catalogue.stats, self._aggs, strict=True)):
             if spec.event is None:
                 always.append((i, agg.update))
             else:
@@ -133,7 +135,7 @@ class Evaluator:
             if update(states[i], values, ts, previous_max):
                 changed.append(i)
         user.seq += 1
-        stats = dict(zip(self._names, map(_value, states)))
+        stats = dict(zip(self._names, map(_value, states), strict=True))
         segments, entered, exited = self._evaluate_rules(user, event, stats, changed, migrated)
         deadline = self._timer(user.max_ts)
         return Processed(_encode(user), {
@@ -166,6 +168,7 @@ class Evaluator:
         return -(-(max_ts + self.expire_after) // resolution) * resolution
 
     def _expiry(self, user: UserState, tenant: str, user_id: str) -> dict:
+        assert user.max_ts is not None and self.expire_after is not None  # both callers checked
         return {
             "tenant": tenant,
             "user_id": user_id,
@@ -177,8 +180,8 @@ class Evaluator:
 
     def _migrate(self, user: UserState) -> None:
         """Re-key a blob written under another catalogue: keep unchanged stats, start the rest empty."""
-        stored = dict(zip(struct.unpack(f">{len(user.stat_fps) // 4}I", user.stat_fps), user.stats))
-        user.stats = [stored.get(fp) or agg.initial() for fp, agg in zip(self._fps, self._aggs)]
+        stored = dict(zip(struct.unpack(f">{len(user.stat_fps) // 4}I", user.stat_fps), user.stats, strict=True))
+        user.stats = [stored.get(fp) or agg.initial() for fp, agg in zip(self._fps, self._aggs, strict=True)]
         user.stat_fps = self._packed_fps
 
     def _evaluate_rules(

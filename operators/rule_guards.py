@@ -27,7 +27,8 @@ _ATOMS = ("number", "string", "name")
 
 
 def _tokens(expression: str) -> list[tuple[str, str]]:
-    tokens, position, end = [], 0, len(expression.rstrip())
+    tokens: list[tuple[str, str]] = []
+    position, end = 0, len(expression.rstrip())
     while position < end:
         match = _TOKEN.match(expression, position)
         if match is None:

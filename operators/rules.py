@@ -18,6 +18,7 @@ from pathlib import Path
 import cel
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from operators.catalogue import Catalogue
 from operators.events import Event
@@ -108,7 +109,7 @@ def _decode(raw: str | bytes | Mapping) -> object:
     return data
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     field = ".".join(str(part) for part in error["loc"]) or "rule"
     return f"`{field}`: {error['msg']}"
 

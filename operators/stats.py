@@ -9,9 +9,10 @@ have changed: the evaluator re-runs only the rules whose inputs changed, so a Fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from math import copysign
+from typing import Any
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 from msgspec.msgpack import Ext
@@ -35,7 +36,7 @@ def number(value: object) -> int | float | None:
     """The value if it is a number a CEL rule can hold: bool is not a number, nor is an int outside 64 bits."""
     kind = type(value)
     if kind is float:
-        return value if value == value else None  # NaN orders nothing
+        return value if value == value else None  # type: ignore[return-value]  # NaN orders nothing
     if kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
         return value  # type: ignore[return-value]
     return None
@@ -107,7 +108,7 @@ def add_key(container: bytes | Ext, digest: bytes) -> tuple[bytes | Ext, int]:
             return container, len(container) // DIGEST_BYTES
         sketch = _sketch_of(container)
     else:
-        sketch = hll_sketch.deserialize(container.data)
+        sketch = hll_sketch.deserialize(container.data)  # type: ignore[union-attr]  # not bytes: an Ext
     sketch.update(int.from_bytes(digest, "big", signed=True))
     return Ext(HLL_EXT, sketch.serialize_updatable()), round(sketch.get_estimate())
 
@@ -116,10 +117,12 @@ def union_count(containers: Iterable[bytes | Ext]) -> int:
     """Distinct count over several containers: exact while all are exact, else an HLL union estimate."""
     containers = list(containers)
     if all(type(c) is bytes for c in containers):
-        return len(set().union(*(memoryview(c).cast("Q") for c in containers)))  # "Q": 8-byte digests
+        # "Q": 8-byte digests
+        return len(set().union(*(memoryview(c).cast("Q") for c in containers)))  # type: ignore[arg-type]
     union = hll_union(HLL_LG_K)
     for container in containers:
-        union.update(_sketch_of(container) if type(container) is bytes else hll_sketch.deserialize(container.data))
+        union.update(_sketch_of(container) if type(container) is bytes
+                     else hll_sketch.deserialize(container.data))  # type: ignore[union-attr]  # not bytes: an Ext
     return round(union.get_estimate())
 
 
@@ -142,6 +145,12 @@ class Aggregation:
 
     def __init__(self, spec: StatSpec) -> None:
         self.field = spec.field
+
+    def initial(self) -> list:
+        raise NotImplementedError
+
+    def update(self, state: list, values: dict, ts: int, max_ts: int) -> bool:
+        raise NotImplementedError
 
 
 class Count(Aggregation):
@@ -308,8 +317,13 @@ class Windowed(Aggregation):
 
     def __init__(self, spec: StatSpec) -> None:
         super().__init__(spec)
-        self.resolution = spec.resolution
-        self.buckets = spec.window // spec.resolution  # type: ignore[operator]
+        window, resolution = spec.window, spec.resolution
+        assert window is not None and resolution is not None  # StatSpec gives every window a resolution
+        self.resolution = resolution
+        self.buckets = window // resolution
+
+    def advance(self, state: list, max_ts: int) -> bool:
+        raise NotImplementedError
 
     def _stale(self, partials: dict, max_ts: int) -> list[int]:
         low = max_ts // self.resolution - self.buckets + 1
@@ -427,7 +441,8 @@ def _total_max(partials: Iterable) -> int | float | None:
 
 
 # agg -> (read the event's input, fold it into a bucket's partial, total the partials, value when empty)
-_WINDOW_PARTS = {
+_WINDOW_PARTS: dict[str, tuple[Callable[[object], Any], Callable[[Any, Any], Any], Callable[[Iterable[Any]], Any],
+                               int | None]] = {
     "sum": (number, _fold_sum, _total_sum, 0),
     "avg": (number, _fold_avg, _total_avg, None),
     "min": (number, _fold_min, _total_min, None),

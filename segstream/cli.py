@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
-from segstream.config import Settings, load_settings
 from segstream.cluster_cli import cluster_app, job_app
+from segstream.config import Settings, load_settings
 from segstream.errors import StackError, one_line_errors
 
 # Google's client libraries warn about Python/grpcio support windows on every import.
@@ -30,11 +29,12 @@ def settings() -> Settings:
 
 @stack_app.command("up")
 @one_line_errors
-def stack_up(durable: bool = typer.Option(False, help="Keep the Kafka log directory across restarts (else every `up` starts an empty broker).")):
+def stack_up(durable: bool = typer.Option(False, help="Keep the Kafka log directory across restarts "
+                                                       "(else every `up` starts an empty broker).")):
     """Start Apache Kafka (KRaft) and the Bigtable emulator, create topics and tables."""
-    from segstream.stack import Stack
-
     import time
+
+    from segstream.stack import Stack
 
     s = settings()
     started = time.monotonic()
@@ -73,7 +73,7 @@ def produce(
     seed: int = typer.Option(42),
     invalid_ratio: float = typer.Option(0.002, help="Share of deliberately invalid records."),
     tenants: int = typer.Option(1, help="How many tenants (tenant-0 is 'default')."),
-    replay: Optional[Path] = typer.Option(None, help="Replay a JSONL file instead of generating."),
+    replay: Path | None = typer.Option(None, help="Replay a JSONL file instead of generating."),
 ):
     """Send sample traffic (or a JSONL file) to the events topic.
 
@@ -124,7 +124,7 @@ def summary():
 @app.command()
 @one_line_errors
 def history(user_id: str, tenant: str = typer.Option("default"), limit: int = typer.Option(20),
-            since: Optional[int] = typer.Option(None, help="Only events at or after this epoch-ms ts.")):
+            since: int | None = typer.Option(None, help="Only events at or after this epoch-ms ts.")):
     """A user's events from the Bigtable event log, newest first."""
     from sinks.bigtable import BigtableUnavailable
     from sinks.bigtable.reader import read_history

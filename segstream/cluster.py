@@ -16,13 +16,12 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
-
-import yaml
 
 import pyflink
+import yaml
 
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.errors import StackError

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -32,7 +31,7 @@ def _cluster(**options):
     return Cluster(settings, ClusterOptions(**options) if options else None)
 
 
-def _rest(url: Optional[str]):
+def _rest(url: str | None):
     from segstream.flink_rest import FlinkRest
 
     return FlinkRest(url) if url else _cluster().rest
@@ -83,7 +82,7 @@ def cluster_status():
 @one_line_errors
 def job_run(
     bounded: bool = typer.Option(False, help="Stop at the end offsets found at start (fresh starts only)."),
-    savepoint: Optional[str] = typer.Option(None, help="Start from this savepoint or retained checkpoint."),
+    savepoint: str | None = typer.Option(None, help="Start from this savepoint or retained checkpoint."),
     detached: bool = typer.Option(False, "--detached", "-d", help="Return once the job is submitted."),
 ):
     """Submit jobs/user_stats.py to the local cluster with `flink run -py` (the command is printed)."""
@@ -98,25 +97,25 @@ def job_run(
 
 @job_app.command("list")
 @one_line_errors
-def job_list(rest: Optional[str] = typer.Option(None, help=REST_HELP)):
+def job_list(rest: str | None = typer.Option(None, help=REST_HELP)):
     """Jobs known to the cluster."""
     for job in _rest(rest).jobs():
         console.print(f"{job['jid']}  {job['state']:10}  {job['name']}")
 
 
-def _job_id(client, job_id: Optional[str]) -> str:
+def _job_id(client, job_id: str | None) -> str:
     return job_id or client.running_job()
 
 
 @job_app.command("stop")
 @one_line_errors
 def job_stop(
-    job_id: Optional[str] = typer.Argument(None, help="Default: the one running segstream job."),
+    job_id: str | None = typer.Argument(None, help="Default: the one running segstream job."),
     savepoint: bool = typer.Option(True, "--savepoint/--no-savepoint",
                                    help="Stop with a savepoint (flink stop), or cancel without one."),
-    target_dir: Optional[Path] = typer.Option(None, help="Where the savepoint goes (default: the cluster's)."),
+    target_dir: Path | None = typer.Option(None, help="Where the savepoint goes (default: the cluster's)."),
     drain: bool = typer.Option(False, help="Flush event-time state first (only if the job will not be resumed)."),
-    rest: Optional[str] = typer.Option(None, help=REST_HELP),
+    rest: str | None = typer.Option(None, help=REST_HELP),
 ):
     """Stop the job with a savepoint (`flink stop --savepointPath`) and print where it is."""
     client = _rest(rest)
@@ -136,9 +135,9 @@ def job_stop(
 @job_app.command("savepoint")
 @one_line_errors
 def job_savepoint(
-    job_id: Optional[str] = typer.Argument(None, help="Default: the one running segstream job."),
-    target_dir: Optional[Path] = typer.Option(None, help="Where the savepoint goes (default: the cluster's)."),
-    rest: Optional[str] = typer.Option(None, help=REST_HELP),
+    job_id: str | None = typer.Argument(None, help="Default: the one running segstream job."),
+    target_dir: Path | None = typer.Option(None, help="Where the savepoint goes (default: the cluster's)."),
+    rest: str | None = typer.Option(None, help=REST_HELP),
 ):
     """Take a savepoint; the job keeps running."""
     client = _rest(rest)
@@ -150,13 +149,13 @@ def job_savepoint(
 
 @job_app.command("checkpoints")
 @one_line_errors
-def job_checkpoints(directory: Optional[Path] = typer.Option(None, help="Default: flink.checkpoint_dir.")):
+def job_checkpoints(directory: Path | None = typer.Option(None, help="Default: flink.checkpoint_dir.")):
     """Retained checkpoints (complete ones), oldest first; the last is what to restore after a crash."""
     from segstream.checkpoints import completed_checkpoints
     from segstream.config import load_settings
 
     settings = load_settings()
-    found: List[Path] = completed_checkpoints(directory or settings.path(settings.flink.checkpoint_dir))
+    found: list[Path] = completed_checkpoints(directory or settings.path(settings.flink.checkpoint_dir))
     if not found:
         raise StackError("no complete retained checkpoint (no chk-N/_metadata)")
     for path in found:

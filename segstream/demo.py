@@ -15,7 +15,7 @@ from rich.table import Table
 
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.errors import StackError
-from segstream.kafka_admin import read_topic
+from segstream.kafka_admin import read_topic, value_of
 from segstream.produce import Record, TrafficSpec, generate, produce_records
 from segstream.stack import Stack
 
@@ -41,7 +41,8 @@ def run_demo(settings: Settings, events: int, users: int, console: Console) -> N
     produce_records(bootstrap, topics.rules, [Record(DEMO_RULE["id"].encode(), msgspec.json.encode(DEMO_RULE), None),
                                               Record(b"broken_rule", b'{"id": "broken_rule", "when": "1 +"}', None)])
     produce_records(bootstrap, topics.events, traffic[half:])
-    console.print(f"{events} events for {users} users (2 tenants), a rule added and an invalid rule on `{topics.rules}`")
+    console.print(f"{events} events for {users} users (2 tenants), "
+                  f"a rule added and an invalid rule on `{topics.rules}`")
 
     console.rule("3. the job (embedded MiniCluster, bounded)")
     started = time.monotonic()
@@ -63,8 +64,8 @@ def run_demo(settings: Settings, events: int, users: int, console: Console) -> N
 def summarize(settings: Settings, console: Console) -> None:
     topics = settings.kafka.topics
     bootstrap = settings.kafka.bootstrap_servers
-    evaluations = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.evaluations)]
-    dead = [msgspec.json.decode(m.value) for m in read_topic(bootstrap, topics.dead_letters)]
+    evaluations = [msgspec.json.decode(value_of(m)) for m in read_topic(bootstrap, topics.evaluations)]
+    dead = [msgspec.json.decode(value_of(m)) for m in read_topic(bootstrap, topics.dead_letters)]
     expirations = read_topic(bootstrap, topics.expirations)
     users = {(e["tenant"], e["user_id"]) for e in evaluations}
     console.print(f"evaluations: {len(evaluations)}   users: {len(users)}   dead letters: {len(dead)}   "
@@ -77,7 +78,8 @@ def summarize(settings: Settings, console: Console) -> None:
     console.print(table)
 
     last: dict[tuple[str, str], dict] = {}
-    entered, exited = Counter(), Counter()
+    entered: Counter[str] = Counter()
+    exited: Counter[str] = Counter()
     for e in evaluations:
         key = (e["tenant"], e["user_id"])
         if key not in last or e["seq"] > last[key]["seq"]:

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from segstream.config import PROJECT_ROOT
 from segstream.errors import StackError
@@ -41,7 +41,7 @@ class JobProcess:
     @classmethod
     def start(cls, config_path: Path | str | None, args: Iterable[str], log_path: Path,
               env: dict[str, str] | None = None, flink_log_dir: Path | None = None,
-              flink_options: dict[str, object] | None = None) -> "JobProcess":
+              flink_options: dict[str, object] | None = None) -> JobProcess:
         """Launch the job; stdout and stderr go to `log_path`, Flink's own log to `flink_log_dir`."""
         run_env = dict(os.environ)
         if config_path is not None:

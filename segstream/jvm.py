@@ -39,8 +39,8 @@ def java_binary() -> str:
         return str(Path(home) / "bin" / "java")
     found = shutil.which("java")
     if found is None:
-        raise StackError("Java not found: segstream needs a Java 17 JDK (e.g. `apt-get install openjdk-17-jdk-headless`) "
-                         "on the PATH or in JAVA_HOME")
+        raise StackError("Java not found: segstream needs a Java 17 JDK "
+                         "(e.g. `apt-get install openjdk-17-jdk-headless`) on the PATH or in JAVA_HOME")
     return found
 
 

@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from segstream.config import Settings
 from segstream.errors import StackError
 
+
 def topic_plan(settings: Settings) -> dict[str, int]:
     """Topic name -> partition count. Evaluations follow the events' partitioning."""
     t = settings.kafka.topics
@@ -57,6 +58,13 @@ class Message:
     timestamp: int
 
 
+def value_of(message: Message) -> bytes:
+    """The value of a record from a topic whose records all have one (every topic but rules, where
+    a record without a value deletes a rule)."""
+    assert message.value is not None, f"partition {message.partition} offset {message.offset} has no value"
+    return message.value
+
+
 def read_topic(bootstrap: str, topic: str, timeout: float = 60, committed_only: bool = True) -> list[Message]:
     """Every record of `topic` up to its true end offsets, in partition then offset order.
 
@@ -77,11 +85,15 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60, committed_only: 
             if time.monotonic() > deadline:
                 raise StackError(f"{topic}: partitions {sorted(pending)} not read to {ends} within {timeout}s")
             for m in consumer.consume(10_000, 0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF and m.offset() >= ends[m.partition()]:
-                        pending.discard(m.partition())
+                error, partition, offset = m.error(), m.partition(), m.offset()
+                if error:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        assert partition is not None and offset is not None  # an EOF event has both
+                        if offset >= ends[partition]:
+                            pending.discard(partition)
                     continue
-                messages.append(Message(m.key(), m.value(), m.partition(), m.offset(), m.timestamp()[1]))
+                assert partition is not None and offset is not None  # so does every record
+                messages.append(Message(m.key(), m.value(), partition, offset, m.timestamp()[1]))
     finally:
         consumer.close()
     return sorted(messages, key=lambda m: (m.partition, m.offset))

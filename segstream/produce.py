@@ -21,9 +21,10 @@ import heapq
 import itertools
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 from confluent_kafka import Producer
@@ -131,6 +132,7 @@ def live(spec: TrafficSpec, rate: float, clock: Callable[[], float] = time.time,
     start = int(clock() * 1000) if spec.now is None else spec.now
     spec = replace(spec, span_ms=max(1, round(spec.events / rate * 1000)))
     for record in _records(spec, offset=start):  # the timeline starts at 0 (after its warm-up)
+        assert record.timestamp is not None  # _records stamps every record
         wait = record.timestamp / 1000 - clock()
         if wait > 0:
             sleep(wait)

@@ -8,6 +8,7 @@ job's outputs with it.
 from __future__ import annotations
 
 from math import copysign
+from typing import TypeGuard
 
 import cel
 
@@ -17,7 +18,7 @@ from operators.events import Event
 INT64 = range(-(2**63), 2**63)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     if type(value) is int:
         return value in INT64
     return type(value) is float and value == value
@@ -53,9 +54,12 @@ def stat_value(spec: StatSpec, events: list[Event]) -> object:
     greatest_ts = max(e.ts for e in events) if events else None
     counted = [e for e in events if spec.event is None or e.name == spec.event]
     if spec.window is not None and counted:
-        top = greatest_ts // spec.resolution
-        lowest = top - spec.window // spec.resolution + 1
-        counted = [e for e in counted if lowest <= e.ts // spec.resolution <= top]
+        resolution = spec.resolution
+        # events is not empty; StatSpec gives every window a resolution
+        assert greatest_ts is not None and resolution is not None
+        top = greatest_ts // resolution
+        lowest = top - spec.window // resolution + 1
+        counted = [e for e in counted if lowest <= e.ts // resolution <= top]
     field_values = [e.values.get(spec.field) for e in counted] if spec.field else []
     numbers = [x for x in field_values if is_number(x)]
     scalars = [x for x in field_values if is_scalar(x)]
@@ -87,9 +91,11 @@ def stat_value(spec: StatSpec, events: list[Event]) -> object:
         case "last_seen":
             return max((e.ts for e in counted), default=None)
         case "sessions":
+            gap = spec.gap
+            assert gap is not None  # StatSpec gives every sessions stat a gap
             sessions, greatest = 0, None
             for e in counted:
-                if greatest is None or e.ts > greatest + spec.gap:
+                if greatest is None or e.ts > greatest + gap:
                     sessions += 1
                 if greatest is None or e.ts > greatest:
                     greatest = e.ts

@@ -42,9 +42,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import msgspec
 import yaml
@@ -60,11 +60,10 @@ from segstream.config import PROJECT_ROOT, Settings, load_settings
 from segstream.errors import StackError
 from segstream.flink_rest import FlinkRest
 from segstream.job_process import JOB_SCRIPT, JobProcess
-from segstream.kafka_admin import Message, end_offsets, read_topic
+from segstream.kafka_admin import Message, end_offsets, read_topic, value_of
 from segstream.produce import Record, TrafficSpec, generate, produce_records
 from segstream.stack import Stack
 from segstream.waiting import wait_for  # also for tests and benchmarks: they take their helpers from here
-
 
 # --- ports ------------------------------------------------------------------------------------------
 
@@ -96,7 +95,7 @@ class LocalStack:
         return self.settings.kafka.bootstrap_servers
 
     @classmethod
-    def start(cls, root: Path, state_dir: Path | None = None, **flink: object) -> "LocalStack":
+    def start(cls, root: Path, state_dir: Path | None = None, **flink: object) -> LocalStack:
         """Write `root/segstream.yaml` (stack state in `state_dir`, default `root`; checkpoints in
         `root/checkpoints`; `flink` overrides more flink settings) and start the stack."""
         broker_port, emulator_port = free_port(), free_port()
@@ -145,7 +144,9 @@ def run_job(config_path: Path, *args: str, timeout: float = 600) -> subprocess.C
     env = {**os.environ, "SEGSTREAM_CONFIG": str(config_path)}
     result = subprocess.run([sys.executable, str(JOB_SCRIPT), "--bounded", *args], env=env, cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"job failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"job failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
     return result
 
 
@@ -158,6 +159,7 @@ def events_by_user(messages: Iterable[Message | Record]) -> tuple[dict[tuple[str
     per_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
     invalid = []
     for m in messages:
+        assert m.value is not None  # events always have a value
         try:
             event = parse_record(m.value)
         except InvalidEvent:
@@ -195,7 +197,7 @@ def last_evaluations(evaluations: list[dict]) -> dict[tuple[str, str], dict]:
 
 def assert_dead_letters_are(settings: Settings, invalid: list[Message]) -> list[dict]:
     """Every invalid record is dead-lettered (at least once), and nothing else; returns the dead letters."""
-    dead = [msgspec.json.decode(m.value)
+    dead = [msgspec.json.decode(value_of(m))
             for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)]
     assert {(d["partition"], d["offset"]) for d in dead} == {(m.partition, m.offset) for m in invalid}
     return dead
@@ -236,7 +238,7 @@ def sinks_complete(settings: Settings, per_user: dict[tuple[str, str], list[Even
         if not rows <= set(stored_event_rows(settings)):
             return False
         dead = read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)
-        return locations <= {(d["partition"], d["offset"]) for d in (msgspec.json.decode(m.value) for m in dead)}
+        return locations <= {(d["partition"], d["offset"]) for d in (msgspec.json.decode(value_of(m)) for m in dead)}
 
     return complete
 
@@ -282,7 +284,7 @@ class Feed(threading.Thread):
     """Produces the rest of the input in the background (feed_while_running); `join` re-raises
     what went wrong in it, so that a harness failure is not mistaken for the job's."""
 
-    def __init__(self, work):
+    def __init__(self, work: Callable[[], object]) -> None:
         super().__init__(daemon=True, name="feed")
         self._work = work
         self.error: BaseException | None = None
@@ -329,7 +331,7 @@ def evaluation_id(record: dict) -> object:
     return record["event_id"]
 
 
-def expiry_id(record: dict) -> object:
+def expiry_id(record: dict) -> tuple[str, str, int]:
     return record["tenant"], record["user_id"], record["seq"]
 
 
@@ -362,18 +364,23 @@ class TopicWatcher:
         decode = msgspec.json.Decoder().decode
         while not self._stop.is_set():
             for m in self._consumer.consume(5_000, 0.1):
-                if m.error():
+                error, partition, offset = m.error(), m.partition(), m.offset()
+                if error:
                     # At the end of a partition: its position, past any transaction marker there.
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        self.positions[m.partition()] = max(self.positions[m.partition()], m.offset())
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        assert partition is not None and offset is not None  # an EOF event has both
+                        self.positions[partition] = max(self.positions[partition], offset)
                     continue
-                self.arrivals.append((time.monotonic(), m.partition(), m.offset()))
+                assert partition is not None and offset is not None  # so does every record
+                self.arrivals.append((time.monotonic(), partition, offset))
                 self.wall_arrivals.append(time.time())
-                record_id = self._record_id(decode(m.value()))
+                value = m.value()
+                assert value is not None  # the watched topics have no records without a value
+                record_id = self._record_id(decode(value))
                 self.event_ids.add(record_id)
                 self.seen_at.setdefault(record_id, time.monotonic())
-                self.locations.setdefault(record_id, []).append((m.partition(), m.offset()))
-                self.positions[m.partition()] = m.offset() + 1
+                self.locations.setdefault(record_id, []).append((partition, offset))
+                self.positions[partition] = offset + 1
 
     @property
     def count(self) -> int:
@@ -551,8 +558,10 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
                    None if first_new is None else round(first_new - job.started, 1), round(second, 1),
                    job.started, ends_at_kill, logs=[first_log, second_log])
     if committed is not None:
-        run.written_before_first_checkpoint = watcher.arrived_before(kill_point.completed_at)
-        run.committed_before_first_checkpoint = committed.arrived_before(kill_point.completed_at)
+        completed_at = kill_point.completed_at
+        assert completed_at is not None  # the kill point was reached: a checkpoint was complete
+        run.written_before_first_checkpoint = watcher.arrived_before(completed_at)
+        run.committed_before_first_checkpoint = committed.arrived_before(completed_at)
         run.committed_at_end = len(committed.event_ids & valid_ids)
         run.committed_duplicates = committed.copies()
         first_committed = committed.first_beyond(committed_ends_at_kill, after=job.started)
@@ -587,7 +596,7 @@ def check_results(settings: Settings, committed_only: bool = True, exactly_once:
     valid_ids = {e.event_id for events in per_user.values() for e in events}
     assert len(valid_ids) == sum(map(len, per_user.values())), "event ids are not unique in the input"
 
-    decoded = [msgspec.json.decode(m.value)
+    decoded = [msgspec.json.decode(value_of(m))
                for m in read_topic(bootstrap, topics.evaluations, committed_only=committed_only)]
     by_id: dict[str, dict] = {}
     for d in decoded:
@@ -651,7 +660,7 @@ def due_expirations(settings: Settings, messages: list[Message], lives: dict[tup
     greatest: dict[int, int] = {}
     for m in messages:
         try:
-            ts = parse_record(m.value).ts
+            ts = parse_record(value_of(m)).ts
         except InvalidEvent:
             continue
         greatest[m.partition] = max(greatest.get(m.partition, ts), ts)
@@ -683,7 +692,7 @@ def check_expirations(settings: Settings, messages: list[Message], lives, catalo
     written: dict[tuple, dict] = {}
     for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.expirations,
                         committed_only=committed_only):
-        record = msgspec.json.decode(m.value)
+        record = msgspec.json.decode(value_of(m))
         assert written.setdefault(expiry_id(record), record) == record, f"two different expiries: {record}"
     missing = [required[i] for i in required.keys() - written.keys()]
     assert not missing, f"{len(missing)} due expiries never written, e.g. {missing[:3]}"
@@ -739,6 +748,8 @@ def crash_taskmanager(cluster: Cluster, settings: Settings, config_path: Path, w
     job = max(cluster.rest.jobs(), key=lambda j: j["start-time"])
     assert job["state"] == "FINISHED", job
     assert cluster.rest.exceptions(job["jid"]), "the job never failed over: the kill came too late"
-    return CrashRun(seed, round(share, 2), round(killed - submitted, 1), at_kill, kill_point.evaluations, checkpoint.name,
-                    None if first_new is None else round(first_new - killed, 1), round(finished - killed, 1),
+    assert checkpoint is not None  # the kill point was reached: a checkpoint was complete
+    return CrashRun(seed, round(share, 2), round(killed - submitted, 1), at_kill, kill_point.evaluations,
+                    checkpoint.name, None if first_new is None else round(first_new - killed, 1),
+                    round(finished - killed, 1),
                     killed, ends_at_kill, logs=[log_path, cluster.log_dir])

@@ -4,7 +4,7 @@ optional early abort. Used by the cluster and job-control code and by segstream/
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from segstream.errors import StackError
 

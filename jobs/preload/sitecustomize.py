@@ -7,6 +7,6 @@ and nothing in Flink's log. Importing the native extensions here, before any ope
 exists, removes the race. jobs/flink_env.py puts this folder first on PYTHONPATH.
 """
 
-import datasketches  # noqa: F401
 import cel  # noqa: F401
+import datasketches  # noqa: F401
 import msgspec  # noqa: F401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from google.api_core import exceptions as gexc
@@ -105,4 +105,4 @@ def _now_ms() -> int:
 
 def _datetime_ms(ms: int) -> datetime:
     # The filter takes datetimes; cells have millisecond granularity, as does this.
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -22,8 +22,15 @@ from segstream.config import PROJECT_ROOT
 from segstream.flink_rest import JOB_NAME
 from segstream.produce import TrafficSpec, generate, produce_records
 from segstream.testing import (
-    FAST_JVM, TopicWatcher, check_results, crash_config, crash_taskmanager, free_port, produce_traffic,
-    valid_event_ids, wait_for,
+    FAST_JVM,
+    TopicWatcher,
+    check_results,
+    crash_config,
+    crash_taskmanager,
+    free_port,
+    produce_traffic,
+    valid_event_ids,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

@@ -22,8 +22,15 @@ from segstream import reference
 from segstream.config import PROJECT_ROOT
 from segstream.kafka_admin import read_topic
 from segstream.testing import (
-    TopicWatcher, check_results, crash_and_recover, crash_config, due_expirations, events_by_user, expiry_id,
-    produce_traffic, write_config,
+    TopicWatcher,
+    check_results,
+    crash_and_recover,
+    crash_config,
+    due_expirations,
+    events_by_user,
+    expiry_id,
+    produce_traffic,
+    write_config,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

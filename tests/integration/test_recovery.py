@@ -11,7 +11,13 @@ import random
 import pytest
 
 from segstream.testing import (
-    check_results, crash_and_recover, crash_config, feed_while_running, produce_traffic, traffic, valid_event_ids,
+    check_results,
+    crash_and_recover,
+    crash_config,
+    feed_while_running,
+    produce_traffic,
+    traffic,
+    valid_event_ids,
     valid_ids_of,
 )
 

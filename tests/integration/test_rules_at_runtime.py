@@ -82,7 +82,7 @@ def test_every_evaluation_matches_recomputation_with_its_rule_version(job_config
         evals = sorted(evaluations[user], key=lambda d: d["seq"])
         assert [d["seq"] for d in evals] == list(range(1, len(events) + 1)), user
         previous: list[str] = []
-        for d, event in zip(evals, events):
+        for d, event in zip(evals, events, strict=True):
             prefix = events[:d["seq"]]
             assert d["event_id"] == event.event_id
             stats = reference.stat_values(catalogue.stats, prefix)

@@ -31,8 +31,15 @@ from segstream.job_process import JobProcess
 from segstream.kafka_admin import read_topic
 from segstream.produce import TrafficSpec, generate, produce_records
 from segstream.testing import (
-    FAST_JVM, TopicWatcher, assert_dead_letters_are, assert_event_log_is, free_port, input_events,
-    stop_with_savepoint, wait_for, write_config,
+    FAST_JVM,
+    TopicWatcher,
+    assert_dead_letters_are,
+    assert_event_log_is,
+    free_port,
+    input_events,
+    stop_with_savepoint,
+    wait_for,
+    write_config,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -95,7 +102,7 @@ def test_upgrade_and_rescale_through_savepoints(job_config, tmp_path):
     watcher = TopicWatcher(bootstrap, topics.evaluations)
     savepoint = None
     try:
-        for index, (part, (name, env)) in enumerate(zip(parts, versions)):
+        for index, (part, (name, env)) in enumerate(zip(parts, versions, strict=True)):
             produce_records(bootstrap, topics.events, part, progress=False)
             for record in part:
                 try:
@@ -132,7 +139,7 @@ def check_upgrade(settings, part_of: dict[str, int], stats_v2: Path, rules_v2: P
         assert [d["seq"] for d in evals] == list(range(1, len(events) + 1)), f"{user}: seqs broken by a restore"
         assert [d["event_id"] for d in evals] == [e.event_id for e in events], user
         previous: list[str] = []
-        for d, event in zip(evals, events):
+        for d, event in zip(evals, events, strict=True):
             after_upgrade = part_of[event.event_id] > 0
             assert (NEW_STAT["name"] in d["stats"]) == after_upgrade, (user, d["seq"])
             assert d["entered"] == sorted(set(d["segments"]) - set(previous)), (user, d["seq"])

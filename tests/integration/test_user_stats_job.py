@@ -37,7 +37,7 @@ def test_one_evaluation_per_valid_event_and_dead_letters(job_config):
     counts = Counter(d["event_id"] for d in decoded)
     assert set(counts) == valid_ids
     assert max(counts.values()) == 1, "an event was evaluated twice"
-    for m, d in zip(evaluations, decoded):
+    for m, d in zip(evaluations, decoded, strict=True):
         assert m.key == d["user_id"].encode()
     # Three days of traffic under expire_after: 90d, and the end of a bounded input is not the passing
     # of time (its final watermark fires every timer): nobody expires.

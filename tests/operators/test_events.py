@@ -2,10 +2,17 @@ import base64
 
 import msgspec
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from operators.events import (
-    MAX_RECORD_BYTES, MAX_USER_ID_BYTES, Event, InvalidEvent, dead_letter, encode_event, parse_record,
+    MAX_RECORD_BYTES,
+    MAX_USER_ID_BYTES,
+    Event,
+    InvalidEvent,
+    dead_letter,
+    encode_event,
+    parse_record,
 )
 
 GOOD = {"event_id": "e1", "user_id": "u1", "ts": 1_700_000_000_000, "name": "purchase",

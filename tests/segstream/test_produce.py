@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from operators.events import InvalidEvent, parse_record
 from segstream.produce import (
-    DAY_MS, MAX_SPAN_MS, Record, TrafficSpec, default_span_ms, generate, live, read_jsonl, timeline_span_ms,
+    DAY_MS,
+    MAX_SPAN_MS,
+    Record,
+    TrafficSpec,
+    default_span_ms,
+    generate,
+    live,
+    read_jsonl,
+    timeline_span_ms,
 )
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -58,7 +66,8 @@ def test_a_history_ends_at_now_and_nothing_is_later(spec):
     assert spec.now - span - spec.max_disorder_ms <= stamps[0] <= spec.now - span
     assert min(stamps) >= spec.now - span - spec.max_disorder_ms
     # In stream order, each record is at most max_disorder_ms earlier than one before it.
-    assert all(ts >= top - spec.max_disorder_ms for ts, top in zip(stamps, itertools.accumulate(stamps, max)))
+    assert all(ts >= top - spec.max_disorder_ms
+               for ts, top in zip(stamps, itertools.accumulate(stamps, max), strict=True))
 
 
 @settings(max_examples=20, deadline=None)

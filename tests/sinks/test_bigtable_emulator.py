@@ -255,7 +255,8 @@ def test_history_hides_events_past_retention(settings, tenant):
     new = Event("new", "u", now_ms(), "x", tenant=tenant)
     evaluation = orjson.dumps({"event_id": "new", "tenant": tenant, "user_id": "u", "ts": new.ts, "seq": 2,
                                "stats": {}, "segments": [], "entered": [], "exited": []}).decode()
-    asyncio.run(write_records(settings, [(encode_event(old).decode(), evaluation), (encode_event(new).decode(), evaluation)]))
+    asyncio.run(write_records(settings, [(encode_event(old).decode(), evaluation),
+                                         (encode_event(new).decode(), evaluation)]))
     assert [h["event_id"] for h in read_history(settings.bigtable, tenant, "u")] == ["new"]
 
 
@@ -364,7 +365,8 @@ def start_job(host_port, tenant, n, users, stamp, mode, checkpoints, marker, pac
         cmd.append(str(restore))
     log = open(marker.with_suffix(".log"), "ab")
     # Own session: kill -9 of the group takes the client, its JVM and the Python workers together.
-    return subprocess.Popen(cmd, env=job_env(marker.parent / "flink-log"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, env=job_env(marker.parent / "flink-log"), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def finish(proc, timeout: float, marker: Path) -> None:

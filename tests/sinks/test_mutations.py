@@ -63,7 +63,8 @@ def test_profile_row_is_stamped_with_seq_so_the_newest_evaluation_wins():
 
 def test_rewrites_are_identical_so_a_replay_overwrites_instead_of_adding():
     event = mutations.decode_event(EVENT_JSON)
-    assert mutations.event_entry(event, EVENT_JSON, W)._to_dict() == mutations.event_entry(event, EVENT_JSON, W)._to_dict()
+    assert (mutations.event_entry(event, EVENT_JSON, W)._to_dict()
+            == mutations.event_entry(event, EVENT_JSON, W)._to_dict())
     assert mutations.profile_entry(evaluation(), W)._to_dict() == mutations.profile_entry(evaluation(), W)._to_dict()
     assert mutations.event_entry(event, EVENT_JSON, W).is_idempotent()  # explicit timestamps: safe to retry
 
