@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segstream.config import PROJECT_ROOT, load_settings  # noqa: E402
 from segstream.job_process import JOB_SCRIPT  # noqa: E402
-from segstream.kafka_admin import end_offsets, ensure_topics, topic_plan  # noqa: E402
+from segstream.kafka_admin import end_offsets, ensure_topics, topic_configs, topic_plan  # noqa: E402
 from segstream.produce import Record, TrafficSpec, generate, produce_records  # noqa: E402
 from segstream.testing import wait_for  # noqa: E402
 
@@ -43,7 +43,7 @@ def _fresh_topics(bigtable: bool) -> dict[str, str]:
     """Environment overrides that give this run its own topics (and tables)."""
     run = f"bench-{uuid.uuid4().hex[:8]}"
     env = {f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"{run}-{name}"
-           for name in ("events", "evaluations", "dead_letters", "rules")}
+           for name in ("events", "evaluations", "dead_letters", "rules", "expirations")}
     env["SEGSTREAM_BIGTABLE__ENABLED"] = "true" if bigtable else "false"
     env["SEGSTREAM_BIGTABLE__EVENTS_TABLE"] = f"{run}-events"
     env["SEGSTREAM_BIGTABLE__PROFILES_TABLE"] = f"{run}-profiles"
@@ -53,7 +53,7 @@ def _fresh_topics(bigtable: bool) -> dict[str, str]:
 def _settings(env: dict[str, str]):
     os.environ.update(env)
     settings = load_settings()
-    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings))
+    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings), configs=topic_configs(settings))
     if settings.bigtable.enabled:
         from sinks.bigtable.schema import ensure_tables
 

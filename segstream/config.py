@@ -33,6 +33,11 @@ class KafkaConfig(BaseModel):
     bootstrap_servers: str = "127.0.0.1:19092"
     topics: Topics = Topics()
     events_partitions: int = 4
+    # retention.ms of the topics segstream creates. Kafka deletes a segment once its newest record
+    # *timestamp* is older than this, and record timestamps here are event times: a replay or
+    # backfill of older history would be deleted within minutes. -1 keeps everything (the local
+    # stack's default); in production set a policy longer than the oldest event time you accept.
+    topic_retention_ms: int = -1
     group_id: str = "segstream"
     # Where a job without a checkpoint starts: earliest-offset | group-offsets | latest-offset
     startup_mode: Literal["earliest-offset", "group-offsets", "latest-offset"] = "earliest-offset"

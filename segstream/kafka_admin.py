@@ -19,13 +19,20 @@ def topic_plan(settings: Settings) -> dict[str, int]:
     return {t.events: n, t.evaluations: n, t.expirations: n, t.dead_letters: 1, t.rules: 1}
 
 
-def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0) -> None:
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Configs of the topics segstream creates (see KafkaConfig.topic_retention_ms)."""
+    return {"retention.ms": str(settings.kafka.topic_retention_ms)}
+
+
+def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0,
+                  configs: dict[str, str] | None = None) -> None:
+    """Create the topics of `plan` that do not exist yet (existing ones are left as they are)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise StackError(f"Kafka at {bootstrap} is unreachable: {exc}") from None
-    wanted = [NewTopic(name, partitions, 1)
+    wanted = [NewTopic(name, partitions, 1, config=configs or {})
               for name, partitions in plan.items() if name not in existing]
     for name, future in (admin.create_topics(wanted) if wanted else {}).items():
         try:

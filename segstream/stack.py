@@ -14,7 +14,7 @@ from pathlib import Path
 from segstream import jvm
 from segstream.config import Settings
 from segstream.emulator import find_binary
-from segstream.kafka_admin import ensure_topics, topic_plan
+from segstream.kafka_admin import ensure_topics, topic_configs, topic_plan
 from segstream.kafka_broker import BrokerOptions, KafkaBroker
 from segstream.processes import Service
 
@@ -47,7 +47,8 @@ class Stack:
         if self.settings.path(self.settings.stack.kafka_lib_dir) == jvm.KAFKA_LIB_DIR.resolve():
             jvm.build()  # provisioning: a no-op when jvm/ is built and unchanged
         self.kafka.start(durable)
-        ensure_topics(self.settings.kafka.bootstrap_servers, topic_plan(self.settings))
+        ensure_topics(self.settings.kafka.bootstrap_servers, topic_plan(self.settings),
+                      configs=topic_configs(self.settings))
         if self.settings.bigtable.enabled:
             self._start_emulator()
             from sinks.bigtable.schema import ensure_tables

@@ -116,6 +116,26 @@ def test_durable_storage_survives_a_restart_and_fresh_storage_does_not(broker, t
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_topics_keep_old_event_times(broker):
+    """Record timestamps are event times: with the broker's default time retention (7 days) a
+    segment of older events is deleted within minutes, so segstream's topics are created with
+    kafka.topic_retention_ms (-1 by default)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    from segstream.config import Settings
+    from segstream.kafka_admin import topic_configs
+
+    b = broker()
+    bootstrap = f"127.0.0.1:{b.o.port}"
+    ensure_topics(bootstrap, {"events": 1}, configs=topic_configs(Settings()))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "events")
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the answer is in
+    described = admin.describe_configs([resource])[resource].result(30)
+    assert described["retention.ms"].value == "-1"
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_taken_port_is_one_line(tmp_path):
     with socket.socket() as taken:
