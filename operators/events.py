@@ -12,6 +12,10 @@ import msgspec
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_USER_ID_BYTES = 256
+# The latest event time accepted: 9999-12-31T23:59:59.999Z. Far enough for any real clock, and
+# small enough that ts + expire_after and Bigtable's microsecond cell timestamps (ts * 1000) never
+# overflow 64 bits.
+MAX_TS = 253_402_300_799_999
 DEFAULT_TENANT = "default"
 
 Scalar = int | float | str | bool | None
@@ -44,6 +48,8 @@ def parse_record(raw: bytes) -> Event:
         raise InvalidEvent(f"schema: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not UTF-8 JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string: msgspec raises this one
+        raise InvalidEvent(f"not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     if not event.user_id:
         raise InvalidEvent("user_id is empty")
     if len(event.user_id.encode()) > MAX_USER_ID_BYTES:
@@ -56,6 +62,8 @@ def parse_record(raw: bytes) -> Event:
         raise InvalidEvent("name is empty")
     if event.ts < 0:
         raise InvalidEvent("ts is negative")
+    if event.ts > MAX_TS:
+        raise InvalidEvent(f"ts is after {MAX_TS} (9999-12-31T23:59:59.999Z)")
     return event
 
 

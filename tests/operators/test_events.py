@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from operators.events import (
     MAX_RECORD_BYTES,
+    MAX_TS,
     MAX_USER_ID_BYTES,
     Event,
     InvalidEvent,
@@ -47,6 +48,17 @@ def test_values_may_be_omitted():
     (encode({**GOOD, "values": [1, 2]}), "values"),
     (encode({**GOOD, "values": {"blob": "x" * MAX_RECORD_BYTES}}), "byte limit"),
     (encode([GOOD]), "schema"),
+    # Hostile input: each of these once failed a job or is at a boundary.
+    (encode({**GOOD, "ts": MAX_TS + 1}), "ts is after"),
+    (encode({**GOOD, "ts": 2**64}), "ts"),
+    (b'{"event_id":"e","user_id":"u","ts":1,"name":"n","values":{"a":"\xff"}}', "not UTF-8 JSON"),
+    (b'{"event_id":"e","user_id":"u\xed\xa0\x80","ts":1,"name":"n"}', "not UTF-8 JSON"),
+    (b'{"event_id":"e","user_id":"u\\ud800","ts":1,"name":"n"}', "not UTF-8 JSON"),
+    (b'{"event_id":"e","user_id":"u","ts":1,"name":"n","values":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}",
+     "values"),
+    (b'{"event_id":"e","user_id":"u","ts":1,"name":"n","values":{"a":1e400}}', "out of range"),
+    (b"null", "schema"),
+    (b"", "not UTF-8 JSON"),
 ])
 def test_invalid_records_name_their_reason(raw, reason):
     with pytest.raises(InvalidEvent, match=reason):
