@@ -112,7 +112,8 @@ public final class Catalogue {
         JsonNode item = list.get(i);
         String where = "stats[" + i + "]";
         if (item.isObject() && item.get("name") != null && item.get("name").isValueNode()) {
-          where += " (" + pyStr(item.get("name")) + ")";
+          JsonNode nm = item.get("name");
+          where += " (" + (nm.isTextual() ? nm.asText() : pyStr(nm)) + ")";
         }
         List<String> mine = new ArrayList<>();
         Stat s = stat(item, where, mine);

@@ -12,7 +12,6 @@ import com.fasterxml.jackson.core.io.JsonEOFException;
 import java.io.IOException;
 import java.math.BigInteger;
 import java.nio.ByteBuffer;
-import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
@@ -80,19 +79,24 @@ public final class Events {
       if (t != JsonToken.START_OBJECT) throw schema("Expected `object`, got `" + kind(p, t) + "`", null);
       while ((t = p.nextToken()) != JsonToken.END_OBJECT) {
         String key = p.currentName();
-        checkSurrogates(key, p);
+        checkSurrogates(key, p, raw);
         t = p.nextToken();
         switch (key) {
-          case "event_id" -> f.eventId = string(p, t, "$.event_id");
-          case "user_id" -> f.userId = string(p, t, "$.user_id");
-          case "name" -> f.name = string(p, t, "$.name");
-          case "tenant" -> f.tenant = string(p, t, "$.tenant");
-          case "ts" -> f.ts = ts(p, t);
-          case "values" -> f.values = values(p, t);
-          default -> skip(p, t);
+          case "event_id" -> f.eventId = string(p, raw, t, "$.event_id");
+          case "user_id" -> f.userId = string(p, raw, t, "$.user_id");
+          case "name" -> f.name = string(p, raw, t, "$.name");
+          case "tenant" -> f.tenant = string(p, raw, t, "$.tenant");
+          case "ts" -> f.ts = ts(p, raw, t);
+          case "values" -> f.values = values(p, raw, t);
+          default -> skip(p, raw, t);
         }
       }
-      JsonToken after = p.nextToken();
+      JsonToken after;
+      try {
+        after = p.nextToken();
+      } catch (JsonParseException e) {
+        throw malformed("trailing characters", (int) e.getLocation().getByteOffset());
+      }
       if (after != null) throw malformed("trailing characters", (int) p.currentTokenLocation().getByteOffset());
     } catch (JsonEOFException e) {
       throw new InvalidEvent("not UTF-8 JSON: Input data was truncated");
@@ -101,7 +105,7 @@ public final class Events {
     } catch (InputCoercionException e) {
       throw new InvalidEvent("schema: Number out of range");
     } catch (JsonParseException e) {
-      throw malformed(describe(e), offset(e.getLocation()));
+      throw parseError(e);
     } catch (IOException e) {
       throw new InvalidEvent("not UTF-8 JSON: " + e.getMessage());
     }
@@ -129,33 +133,33 @@ public final class Events {
     Map<String, Object> values;
   }
 
-  private static String string(JsonParser p, JsonToken t, String at) throws IOException, InvalidEvent {
+  private static String string(JsonParser p, byte[] raw, JsonToken t, String at) throws IOException, InvalidEvent {
     if (t != JsonToken.VALUE_STRING) throw schema("Expected `str`, got `" + kind(p, t) + "`", at);
     String s = p.getText();
-    checkSurrogates(s, p);
+    checkSurrogates(s, p, raw);
     return s;
   }
 
-  private static BigInteger ts(JsonParser p, JsonToken t) throws IOException, InvalidEvent {
+  private static BigInteger ts(JsonParser p, byte[] raw, JsonToken t) throws IOException, InvalidEvent {
     if (t == JsonToken.VALUE_NUMBER_INT) return p.getBigIntegerValue();
     if (t == JsonToken.VALUE_NUMBER_FLOAT && Double.isInfinite(p.getDoubleValue())) {
       throw schema("Number out of range", "$.ts");
     }
-    if (t == JsonToken.VALUE_STRING) checkSurrogates(p.getText(), p);
+    if (t == JsonToken.VALUE_STRING) checkSurrogates(p.getText(), p, raw);
     throw schema("Expected `int`, got `" + kind(p, t) + "`", "$.ts");
   }
 
-  private static Map<String, Object> values(JsonParser p, JsonToken t) throws IOException, InvalidEvent {
+  private static Map<String, Object> values(JsonParser p, byte[] raw, JsonToken t) throws IOException, InvalidEvent {
     if (t != JsonToken.START_OBJECT) throw schema("Expected `object`, got `" + kind(p, t) + "`", "$.values");
     Map<String, Object> values = new LinkedHashMap<>();
     while (p.nextToken() != JsonToken.END_OBJECT) {
       String key = p.currentName();
-      checkSurrogates(key, p);
+      checkSurrogates(key, p, raw);
       JsonToken v = p.nextToken();
       Object value = switch (v) {
         case VALUE_STRING -> {
           String s = p.getText();
-          checkSurrogates(s, p);
+          checkSurrogates(s, p, raw);
           yield s;
         }
         case VALUE_NUMBER_INT -> switch (p.getNumberType()) {
@@ -178,12 +182,12 @@ public final class Events {
   }
 
   /** An ignored field: read to its end without recursion, still refusing lone surrogates. */
-  private static void skip(JsonParser p, JsonToken t) throws IOException, InvalidEvent {
+  private static void skip(JsonParser p, byte[] raw, JsonToken t) throws IOException, InvalidEvent {
     int depth = 0;
     while (true) {
       if (t == JsonToken.START_OBJECT || t == JsonToken.START_ARRAY) depth++;
       else if (t == JsonToken.END_OBJECT || t == JsonToken.END_ARRAY) depth--;
-      else if (t == JsonToken.VALUE_STRING || t == JsonToken.FIELD_NAME) checkSurrogates(p.getText(), p);
+      else if (t == JsonToken.VALUE_STRING || t == JsonToken.FIELD_NAME) checkSurrogates(p.getText(), p, raw);
       if (depth == 0) return;
       t = p.nextToken();
       if (t == null) throw new JsonEOFException(p, null, "truncated");
@@ -211,19 +215,27 @@ public final class Events {
     return new InvalidEvent("not UTF-8 JSON: JSON is malformed: " + what + " (byte " + byteOffset + ")");
   }
 
-  private static int offset(JsonLocation at) {
-    return at == null ? 0 : (int) Math.max(0, at.getByteOffset() - 1);
-  }
-
-  private static String describe(JsonParseException e) {
+  /** Jackson's parse error as msgspec's reason (kind and byte offset; checked against Python for
+   * the cases in the cross-check corpus). */
+  private static InvalidEvent parseError(JsonParseException e) {
     String m = String.valueOf(e.getOriginalMessage());
-    if (m.contains("Leading zeroes") || m.contains("Decimal point") || m.contains("Unexpected end-of-input in")
-        || m.contains("Exponent indicator")) {
-      return "invalid number";
+    int at = e.getLocation() == null ? 0 : (int) e.getLocation().getByteOffset();
+    if (m.contains("Leading zeroes") || m.contains("Decimal point") || m.contains("Exponent indicator")) {
+      return malformed("invalid number", at);
     }
-    if (m.contains("Unrecognized character escape")) return "invalid escape character in string";
-    if (m.contains("trailing comma") || m.contains("Trailing comma")) return "trailing comma";
-    return "invalid character";
+    if (m.contains("Unrecognized character escape")) return malformed("invalid escape character in string", at + 1);
+    if (m.startsWith("Non-standard token '")) {
+      int close = m.indexOf('\'', 20);
+      return malformed("invalid character", at - (close > 20 ? close - 20 : 0));
+    }
+    if (m.contains("('+' (code 43))")) return malformed("invalid character", at - 1);
+    if (m.contains("Unexpected character ('}'") && m.contains("start field name")) {
+      return malformed("trailing comma in object", at);
+    }
+    if (m.contains("Unexpected character (']'") && m.contains("expecting a value")) {
+      return malformed("trailing comma in array", at);
+    }
+    return malformed("invalid character", at);
   }
 
   private static String constraint(StreamConstraintsException e) {
@@ -237,29 +249,57 @@ public final class Events {
     CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
         .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT);
     ByteBuffer in = ByteBuffer.wrap(raw);
-    try {
-      decoder.decode(in);
-    } catch (CharacterCodingException e) {
-      throw new InvalidEvent("not UTF-8 JSON: invalid UTF-8 (byte " + in.position() + ")");
+    java.nio.CharBuffer out = java.nio.CharBuffer.allocate(raw.length + 1);
+    java.nio.charset.CoderResult r = decoder.decode(in, out, true);
+    if (r.isError()) throw new InvalidEvent("not UTF-8 JSON: invalid UTF-8 (byte " + in.position() + ")");
+  }
+
+  /** msgspec refuses lone surrogate escapes ({@code "\ud800"}); Jackson decodes them. The reason
+   * is msgspec's: a high surrogate not followed by an escape is "Input data was truncated", any other
+   * lone surrogate "invalid utf-16 surrogate pair" at the escape's last byte. */
+  private static void checkSurrogates(String s, JsonParser p, byte[] raw) throws InvalidEvent {
+    for (int i = 0; i < s.length(); i++) {
+      char c = s.charAt(i);
+      if (Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+        i++;
+      } else if (Character.isSurrogate(c)) {
+        throw surrogateError(raw, (int) p.currentTokenLocation().getByteOffset());
+      }
     }
   }
 
-  /** msgspec refuses lone surrogate escapes ({@code "\ud800"}); Jackson decodes them. */
-  private static void checkSurrogates(String s, JsonParser p) throws InvalidEvent {
-    for (int i = 0; i < s.length(); i++) {
-      char c = s.charAt(i);
-      if (Character.isHighSurrogate(c)) {
-        if (i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
-          i++;
+  /** Find the first lone surrogate escape in the JSON string starting at or after {@code from}. */
+  private static InvalidEvent surrogateError(byte[] raw, int from) {
+    int i = Math.max(0, from);
+    while (i < raw.length && raw[i] != '"') i++;
+    i++;
+    while (i < raw.length && raw[i] != '"') {
+      if (raw[i] != '\\') {
+        i++;
+        continue;
+      }
+      if (i + 1 < raw.length && raw[i + 1] == 'u' && i + 5 < raw.length) {
+        int unit = Integer.parseInt(new String(raw, i + 2, 4, StandardCharsets.US_ASCII), 16);
+        if (Character.isLowSurrogate((char) unit)) return surrogatePair(i + 6);
+        if (Character.isHighSurrogate((char) unit)) {
+          int j = i + 6;
+          if (j + 5 >= raw.length || raw[j] != '\\' || raw[j + 1] != 'u') {
+            return new InvalidEvent("not UTF-8 JSON: Input data was truncated");
+          }
+          int next = Integer.parseInt(new String(raw, j + 2, 4, StandardCharsets.US_ASCII), 16);
+          if (!Character.isLowSurrogate((char) next)) return surrogatePair(j + 6);
+          i = j + 6;
           continue;
         }
-        throw new InvalidEvent("not UTF-8 JSON: JSON is malformed: invalid utf-16 surrogate pair (byte "
-            + offset(p.currentTokenLocation()) + ")");
-      }
-      if (Character.isLowSurrogate(c)) {
-        throw new InvalidEvent("not UTF-8 JSON: JSON is malformed: invalid utf-16 surrogate pair (byte "
-            + offset(p.currentTokenLocation()) + ")");
+        i += 6;
+      } else {
+        i += 2;
       }
     }
+    return surrogatePair(from);
+  }
+
+  private static InvalidEvent surrogatePair(int at) {
+    return new InvalidEvent("not UTF-8 JSON: JSON is malformed: invalid utf-16 surrogate pair (byte " + at + ")");
   }
 }
