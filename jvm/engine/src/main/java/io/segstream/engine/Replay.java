@@ -1,0 +1,151 @@
+package io.segstream.engine;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.segstream.engine.rules.Rules;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Replays a JSON-lines script through the engine, one output line per result:
+ *
+ * <pre>
+ * in:  {"catalogue": {...} or "json text"}   first: the conf/stats.yaml structure
+ *      {"rules": [...]}                        initial rules (ignored by NoRules)
+ *      {"event": "raw record value"}           or {"event_b64": "..."} for arbitrary bytes
+ *      {"rule_change": {"key": "...", "value": "rule json" or null}}
+ *      {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
+ * out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
+ * </pre>
+ *
+ * Per-user state lives in a HashMap keyed by (tenant, user_id). Lines are written with
+ * {@link Json}, so they compare byte for byte with src/test/python/replay.py (the Python engine).
+ *
+ * <p>Rules: {@link #rulesFor} returns a {@link NoRules} (no CEL). To plug in the CEL rule set,
+ * change that one line to build it from the catalogue and the initial rules, e.g.
+ * {@code return new RuleSet(catalogue, initialRules);} (it must implement {@link RuleChanges}).
+ */
+public final class Replay {
+  /** A rule set that also takes run-time changes (operators/rules.py RuleSet.apply_change). */
+  public interface RuleChanges extends Rules {
+    /** Apply one record of the rules topic; null, or why it was refused. */
+    String applyChange(String key, String valueOrNull);
+  }
+
+  static final class NoRuleChanges implements RuleChanges {
+    private final NoRules rules = new NoRules();
+
+    @Override
+    public io.segstream.engine.rules.TenantRules forTenant(String tenant) {
+      return rules.forTenant(tenant);
+    }
+
+    @Override
+    public void countErrors(int failed) {
+      rules.countErrors(failed);
+    }
+
+    @Override
+    public String applyChange(String key, String valueOrNull) {
+      return null;  // no rules engine: every change is accepted and has no effect
+    }
+  }
+
+  static RuleChanges rulesFor(Catalogue catalogue, JsonNode initialRules) {
+    return new NoRuleChanges();  // <- the one line to change for the CEL RuleSet
+  }
+
+  private static final ObjectMapper MAPPER = new ObjectMapper();
+
+  private Catalogue catalogue;
+  private JsonNode initialRules;
+  private RuleChanges rules;
+  private Evaluator evaluator;
+  private final Map<String, byte[]> states = new HashMap<>();
+  private final PrintStream out;
+
+  Replay(PrintStream out) {
+    this.out = out;
+  }
+
+  public static void main(String[] args) throws IOException {
+    PrintStream out = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+    Replay replay = new Replay(out);
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+    String line;
+    while ((line = in.readLine()) != null) {
+      if (!line.isBlank()) replay.line(line);
+    }
+    out.flush();
+  }
+
+  void line(String line) throws IOException {
+    JsonNode cmd = MAPPER.readTree(line);
+    if (cmd.has("catalogue")) {
+      JsonNode c = cmd.get("catalogue");
+      catalogue = c.isTextual() ? Catalogue.parseJson(c.asText()) : Catalogue.parse(c);
+      evaluator = null;
+    } else if (cmd.has("rules")) {
+      initialRules = cmd.get("rules");
+      evaluator = null;
+    } else if (cmd.has("event") || cmd.has("event_b64")) {
+      byte[] raw = cmd.has("event") ? cmd.get("event").asText().getBytes(StandardCharsets.UTF_8)
+          : Base64.getDecoder().decode(cmd.get("event_b64").asText());
+      Event event;
+      try {
+        event = Events.parse(raw);
+      } catch (InvalidEvent e) {
+        emit("dead_letter", e.reason());
+        return;
+      }
+      String key = event.tenant() + "\0" + event.userId();
+      Evaluator.Processed p = evaluator().process(states.get(key), event);
+      states.put(key, p.state());
+      if (p.expiry() != null) emit("expiry", p.expiry());
+      emit("evaluation", p.evaluation());
+    } else if (cmd.has("rule_change")) {
+      JsonNode change = cmd.get("rule_change");
+      JsonNode value = change.get("value");
+      evaluator();
+      String reason = rules.applyChange(change.get("key").asText(),
+          value == null || value.isNull() ? null : value.isTextual() ? value.asText() : value.toString());
+      if (reason != null) emit("dead_letter", "rule: " + reason);
+    } else if (cmd.has("timer")) {
+      JsonNode t = cmd.get("timer");
+      String tenant = t.get("tenant").asText();
+      String userId = t.get("user_id").asText();
+      byte[] state = states.get(tenant + "\0" + userId);
+      if (state == null) return;
+      Evaluator.Expired e = evaluator().expire(state, t.get("now").asLong(), tenant, userId);
+      if (e != null) {
+        states.put(tenant + "\0" + userId, e.state());
+        emit("expiry", e.expiry());
+      }
+    } else {
+      throw new IllegalArgumentException("unknown replay line: " + line);
+    }
+  }
+
+  private Evaluator evaluator() {
+    if (evaluator == null) {
+      if (catalogue == null) throw new IllegalStateException("the first line must be {\"catalogue\": ...}");
+      if (rules == null) rules = rulesFor(catalogue, initialRules);
+      evaluator = new Evaluator(catalogue, rules);
+    }
+    return evaluator;
+  }
+
+  private void emit(String kind, Object value) {
+    Map<String, Object> line = new LinkedHashMap<>();
+    line.put(kind, value);
+    out.print(Json.render(line));
+    out.print('\n');
+  }
+}
