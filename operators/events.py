@@ -42,14 +42,20 @@ def parse_record(raw: bytes) -> Event:
     """Decode and validate one record value; raise InvalidEvent with a reason."""
     if len(raw) > MAX_RECORD_BYTES:
         raise InvalidEvent(f"record is {len(raw)} bytes, over the {MAX_RECORD_BYTES} byte limit")
+    if not raw.isascii():
+        # The whole record must be UTF-8, ignored fields too (the JVM engine's parser checks every
+        # byte); msgspec alone lets bad bytes in skipped fields pass and raises UnicodeDecodeError,
+        # not DecodeError, for bad bytes in strings it decodes.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(f"not UTF-8 JSON: invalid UTF-8 (byte {exc.start})") from None
     try:
         event = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(f"schema: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"not UTF-8 JSON: {exc}") from None
-    except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string: msgspec raises this one
-        raise InvalidEvent(f"not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     if not event.user_id:
         raise InvalidEvent("user_id is empty")
     if len(event.user_id.encode()) > MAX_USER_ID_BYTES:

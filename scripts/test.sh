@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
 .venv/bin/ruff check . || { echo "ruff found problems (fix them, or .venv/bin/ruff check --fix .)" >&2; exit 1; }
 .venv/bin/mypy || { echo "mypy found type errors" >&2; exit 1; }
+# JUnit (jvm/), against the local repository setup.sh filled (the first run also fetches the
+# Surefire JUnit provider, which a build without tests never resolves).
+mvn -B -f jvm/pom.xml -Dmaven.repo.local="$PWD/.segstream/m2" -Dsegstream.out="$PWD/.segstream/jvm" test \
+  | grep -E "Tests run:|FAIL|ERROR|BUILD" | grep -v "Tests run:.*in io\." \
+  || { echo "the JVM tests failed (mvn -f jvm/pom.xml test)" >&2; exit 1; }
 .venv/bin/python -m pytest -p no:cacheprovider --timeout 1200 "$@"
 status=$?
 if [ "$status" -eq 5 ]; then

@@ -24,8 +24,7 @@ import java.util.Map;
  * cause is the same ({@code schema: Expected `int`, got `str` - at `$.ts`}, {@code user_id is
  * empty}, ...). Stricter than Python where Python fails with an uncaught exception instead of a
  * dead letter: invalid UTF-8 anywhere (Python: UnicodeDecodeError, or accepted inside an ignored
- * field), nesting deeper than {@link #MAX_DEPTH} (Python: RecursionError), a ts over the signed
- * 64-bit range (Python: accepted here, ValueError in the evaluator).
+ * field), nesting deeper than {@link #MAX_DEPTH} (Python: RecursionError).
  *
  * <p>Values: JSON integers in the signed 64-bit range are {@code Long}, larger ones
  * {@code BigInteger} (kept, as msgspec keeps Python ints; stats skip them); other numbers
@@ -37,6 +36,9 @@ public final class Events {
 
   public static final int MAX_RECORD_BYTES = 64 * 1024;
   public static final int MAX_USER_ID_BYTES = 256;
+  /** The latest event time accepted (= operators/events.py MAX_TS): 9999-12-31T23:59:59.999Z. */
+  public static final long MAX_TS = 253_402_300_799_999L;
+  private static final java.math.BigInteger MAX_TS_BIG = java.math.BigInteger.valueOf(MAX_TS);
   public static final String DEFAULT_TENANT = "default";
   /** Deepest nesting accepted (inside ignored fields: the contract itself nests two levels). */
   public static final int MAX_DEPTH = 256;
@@ -122,7 +124,9 @@ public final class Events {
     if (f.eventId.isEmpty()) throw new InvalidEvent("event_id is empty");
     if (f.name.isEmpty()) throw new InvalidEvent("name is empty");
     if (f.ts.signum() < 0) throw new InvalidEvent("ts is negative");
-    if (f.ts.bitLength() > 63) throw new InvalidEvent("ts is over the signed 64-bit range");
+    if (f.ts.compareTo(MAX_TS_BIG) > 0) {
+      throw new InvalidEvent("ts is after " + MAX_TS + " (9999-12-31T23:59:59.999Z)");
+    }
     Map<String, Object> values = f.values == null ? Map.of() : f.values;
     return new Event(f.eventId, tenant, f.userId, f.ts.longValue(), f.name, values);
   }
