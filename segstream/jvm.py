@@ -27,6 +27,8 @@ STATE_DIR = PROJECT_ROOT / ".segstream"
 LOCAL_REPO = STATE_DIR / "m2"
 OUT_DIR = STATE_DIR / "jvm"
 JOB_JAR = OUT_DIR / "segstream-job.jar"
+# The JVM engine alone, runnable (io.segstream.engine.Replay): the differential test runs it.
+ENGINE_JAR = OUT_DIR / "segstream-engine.jar"
 KAFKA_LIB_DIR = OUT_DIR / "kafka-broker" / "lib"
 STAMP = OUT_DIR / ".built"
 POMS_STAMP = OUT_DIR / ".resolved"
