@@ -1,0 +1,189 @@
+"""Writes the fixtures the JVM rules tests compare against: what the Python engine (operators/) does.
+
+    cd /work/wt-rules && /work/main/.venv/bin/python jvm/engine/src/test/python/gen_rules_fixtures.py
+
+Outputs (jvm/engine/src/test/resources/rules/, ASCII JSON):
+  corpus.json       the spike's conformance corpus with the Python verdict of each case
+                    (compile_rule + RuleSet.for_tenant(...).evaluate, as the evaluator calls it)
+  validation.json   raw rules-topic values (hex) -> validate_rule's reason (or null)
+  static.json       expressions -> event_name_guard, macro-bound names, rule_checks.check,
+                    and compile_rule's stats / uses_event / reason
+  fingerprints.json rule lists -> TenantRules.fingerprint (unsigned, as Python stores it)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[5]
+sys.path.insert(0, str(ROOT))
+
+from operators.catalogue import Catalogue, StatSpec  # noqa: E402
+from operators.events import Event  # noqa: E402
+from operators.rule_checks import check  # noqa: E402
+from operators.rule_guards import event_name_guard  # noqa: E402
+from operators.rules import _MACRO_BINDING, RuleError, RuleSet, compile_rule, validate_rule  # noqa: E402
+
+OUT = ROOT / "jvm/engine/src/test/resources/rules"
+SPIKE_CORPUS = Path("/work/spike/corpus.json")
+
+
+def dump(name: str, data: object) -> None:
+    text = json.dumps(data, indent=1, ensure_ascii=True, allow_nan=True)
+    (OUT / name).write_text(text + "\n", encoding="ascii")
+
+
+def catalogue_of(declarations: dict) -> Catalogue:
+    specs = []
+    for name, d in declarations.items():
+        spec = {"name": name, "agg": d["agg"]}
+        if d["agg"] in ("sum", "avg", "min", "max", "first", "last", "distinct"):
+            spec["field"] = "f_" + name
+        specs.append(StatSpec(**spec))
+    return Catalogue(stats=specs)
+
+
+def corpus() -> None:
+    data = json.loads(SPIKE_CORPUS.read_text(encoding="utf-8"))
+    catalogue = catalogue_of(data["declarations"])
+    cases = []
+    for c in data["cases"]:
+        act = dict(data["defaults"])
+        act.update(c["vars"])
+        case = {"id": c["id"], "expr": c["expr"], "vars": c["vars"]}
+        try:
+            rule = compile_rule({"id": "r", "description": "", "when": c["expr"]}, catalogue)
+        except RuleError as exc:
+            case["verdict"], case["reason"] = "refused", str(exc)
+            cases.append(case)
+            continue
+        case["stats"], case["uses_event"], case["guard"] = list(rule.stats), rule.uses_event, rule.event_guard
+        view = RuleSet(catalogue, [rule]).for_tenant("default")
+        e = act["event"]
+        event = Event(event_id="e1", user_id="u1", ts=e["ts"], name=e["name"], values=e["values"])
+        stats = {n: act.get(n) for n in catalogue.names}
+        try:
+            matched, errors = view.evaluate(view.all_mask, stats, event)
+            case["verdict"] = "error" if errors else ("true" if matched else "false")
+        except Exception as exc:  # the `cel` package cannot convert the value (a lone surrogate)
+            case["verdict"], case["reason"] = "raised", f"{type(exc).__name__}: {exc}"
+        cases.append(case)
+    dump("corpus.json", {"declarations": data["declarations"], "defaults": data["defaults"], "cases": cases})
+
+
+VALIDATION = [
+    b"\xff", b"\xed\xa0\x80", b"", b"nope", b"[1]", b'"x"', b"1", b"1.5", b"true", b"null", b"NaN", b"{}",
+    b"\xef\xbb\xbf{}",
+    b'{"id":1,"description":"","when":"true"}',
+    b'{"id":"","description":"","when":""}',
+    b'{"id":"' + b"a" * 200 + b'","description":"","when":"true"}',
+    b'{"id":"' + b"a" * 201 + b'","description":"","when":"true"}',
+    b'{"id":"' + "\u00e9".encode() * 200 + b'","description":"","when":"true"}',
+    b'{"id":"' + "\U0001F600".encode() * 201 + b'","description":"","when":"true"}',
+    b'{"id":"a","description":"","when":"true","x":1}',
+    b'{"x":1,"when":5,"id":"","y":null}',
+    b'{"id":"a","tenant":null,"description":"","when":"true"}',
+    b'{"id":"a","tenant":"","description":"","when":"true"}',
+    b'{"id":"a","tenant":5,"description":null,"when":true}',
+    b'{"id": 1.5, "when": [], "description": {}}',
+    b'{"id":"a","description":"","when":"true", "id":"b"}',
+    b'{"id":"a","description":"","when":"true"}\n',
+    b'{"id":"a\\ud800","description":"","when":"true"}',
+    b'{"id":"a","description":"","when":"zz > n"}',
+    b'{"id":"a\\n\'b","description":"","when":"zz"}',
+    b'{"id":"a\\"b\'","description":"","when":"zz"}',
+    b'{"id":"\\u00e9\\u200b\\t\\u0085\\u00a0\\u2028\\ue000\\u0378","description":"","when":"zz"}',
+    b'{"id":"\\ud83d\\ude00x","description":"","when":"zz"}',
+    b'{"id":"a","description":"","when":"type(n) == int"}',
+    b'{"id":"a","description":"","when":"[1].exists(x, x > n) && x"}',
+    b'{"id":"a","description":"","when":"event.values.exists(k, k == \\"a\\") && n > 0"}',
+    b'{"id":"a","description":"","when":"n.matches(\\"\\\\\\\\d\\")"}',
+    b'{"id":"a","description":"","when":"{\\"a\\": 1, \\"a\\": 2}.a == 2"}',
+    b'{"id":"a","description":"","when":"string(duration(\\"1h\\")) == \\"\\""}',
+    b'{"id":"a","tenant":"acme","description":"d","when":"n > 1 && event.name == \\"purchase\\""}',
+]
+
+
+def validation() -> None:
+    catalogue = Catalogue(stats=[StatSpec(name="n", agg="count")])
+    cases = []
+    for raw in VALIDATION:
+        cases.append({"raw": raw.hex(), "reason": validate_rule(raw, catalogue)})
+    dump("validation.json", {"stats": list(catalogue.names), "cases": cases})
+
+
+EXPRESSIONS = [
+    'event.name == "purchase" && n > 1', 'n > 1 && "purchase" == event.name', 'event.name == "a" || n > 1',
+    'event.name == "a"', '(event.name == "a") && n > 1', 'event.name == "a" ? true : false',
+    'event.name == \'x y\' && (n > 1 || n < 0)', 'event.name == "a\\"b" && n > 1', 'event.name == "" && true',
+    'event.name == "a" // comment', 'event.name == r"a" && true', 'event.name == "a" && event.name == "b"',
+    'event.name=="a"&&n>1', '  event.name == "a" \n\t', 'event . name == "a" && true', 'event.name == "\u00e9" && true',
+    'event.name == "\U0001F600" && 1u > 0', 'event.name == "a" && 0x1f > 1', 'event.name == "a" && 1e3 > 1',
+    'event.name == "a" && .5 < 1', 'event.name == "a" && [1, 2][0] == 1', 'event.name == "a" && {"k": 1}.k == 1',
+    'event.name == "a" && "b""c" == ""', 'event.name == "a" && n\u3000> 1', 'event.name == "a" && n \u0663',
+    'event.name == "a"\u001f&& true', 'event.name == "a" && b"x" == b"x"', 'event.name == "a" && """x""" == "x"',
+    'event.name == "a" && event.values.exists(k, k == "z")', 'event.values.all(k, k != "") && event.name == "b"',
+    '[1].exists(x, x > n) && x', '[1]. exists ( x , x > 0)', '[1].map(y, y * 2).filter(z, z > 0).size() > 0',
+    '[1].exists_one(q, q > 0) && [2].all(r, r > n)', 'has(event.values.x) && n > 0', 'event.values.n > n',
+    'n > 0 && m > 0', 'type(n) == int', '[n].exists(n, n > 0)', '{"a": n}.a > 0', 'size(event.values) > 0',
+    'event.values.matches("^\\\\d$")', 'string(event.ts) != ""', 'n.matches(r"[0-9]+") || true',
+    "matches(string(n), '\\\\w')", "string(n).matches('[[:digit:]]')", "string(n).matches('\\\\\\\\d')",
+    '{1: "a", 1u: "b"}[1] == "a"', '{true: 1, false: 2}[true] == 1', '{event.name: 1, "b": 2}.b == 2',
+    '{event.name: 1}.purchase == 1', '{1.5: 1}.size() == 1', '{null: 1}.size() == 1', '{"a": {"a": 1}}.a.a == 1',
+    'timestamp("2023-01-01T00:00:00Z") < timestamp("2024-01-01T00:00:00Z") && string(n) == "1"',
+    'duration("1h") > duration("1m") && n > 0', '{0x10: 1, 16: 2}.size() == 2', "r'\\d' == '\\\\d' && n > 0",
+    'n > 0 && "\\x41\\101\\u0041\\U00000041" == "AAAA"',
+]
+
+
+def static() -> None:
+    catalogue = Catalogue(stats=[StatSpec(name="n", agg="count"), StatSpec(name="x", agg="count")])
+    cases = []
+    for expression in EXPRESSIONS:
+        case: dict = {
+            "expr": expression,
+            "guard": event_name_guard(expression),
+            "bound": sorted(set(_MACRO_BINDING.findall(expression))),
+            "check": check(expression),
+        }
+        try:
+            rule = compile_rule({"id": "r", "description": "", "when": expression}, catalogue)
+            case.update(stats=list(rule.stats), uses_event=rule.uses_event, reason=None)
+        except RuleError as exc:
+            case.update(stats=None, uses_event=None, reason=str(exc))
+        cases.append(case)
+    dump("static.json", {"stats": list(catalogue.names), "cases": cases})
+
+
+RULE_LISTS = [
+    [],
+    [("a", "n > 1")],
+    [("b", "n > 1"), ("a", 'event.name == "x" && n > 0')],
+    [("\u00e9t\u00e9", 'event.name == "caf\u00e9"'), ("\U0001F600", "n == 1"), ("\ue000", "n == 2"), ("z\\", 'n == 3 && "\\t" != ""')],
+    [("quote\"", "n > 1"), ("ctl\u0001\u007f", "n\t>\n1")],
+]
+
+
+def fingerprints() -> None:
+    catalogue = Catalogue(stats=[StatSpec(name="n", agg="count")])
+    cases = []
+    for rules in RULE_LISTS:
+        compiled = [compile_rule({"id": i, "description": "", "when": w}, catalogue) for i, w in rules]
+        view = RuleSet(catalogue, compiled).for_tenant("t")
+        cases.append({"rules": [list(r) for r in rules], "ids": list(view.ids), "fingerprint": str(view.fingerprint)})
+    dump("fingerprints.json", {"stats": list(catalogue.names), "cases": cases})
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    corpus()
+    validation()
+    static()
+    fingerprints()
+
+
+if __name__ == "__main__":
+    main()
