@@ -7,7 +7,9 @@ results and that no rule needs (jvm/engine/RULES-CONFORMANCE.md has the table):
   \\s \\S \\b \\B` or a `[:class:]` (Unicode classes in Rust's regex, ASCII in RE2J);
 - a map literal with a float, bytes or null key, with two keys that are equal (`'a'`/`'a'`,
   `1`/`1u`), or with two or more entries and a key that is not a literal;
-- `string()` in a rule that also calls `duration()` or `timestamp()` (their text differs).
+- `string()` in a rule that also calls `duration()` or `timestamp()` (their text differs);
+- a unary minus on anything but a number literal (`-x`: cel-rust wraps `-(-2^63)`, CEL-Java
+  fails; `0 - x` fails in both).
 
 The checks read the expression's tokens (a CEL lexer, below), never evaluate it. The JVM engine
 runs the same algorithm (jvm/engine/.../RuleChecks.java): change both together.
@@ -180,6 +182,12 @@ def check(expression: str) -> str | None:
             if problem is not None:
                 return (f"calls matches() with a pattern that uses {problem}: write an explicit class "
                         "such as [0-9] (\\d \\D \\w \\W \\s \\S \\b \\B and [:class:] differ between the engines)")
+        if kind == "op" and value == "-":
+            unary = index == 0 or (toks[index - 1][0] == "op" and toks[index - 1][1] not in (")", "]", "}"))
+            operand = toks[index + 1][0] if index + 1 < len(toks) else ""
+            if unary and operand not in ("int", "uint", "float"):
+                return ("negates something that is not a number literal: write 0 - x "
+                        "(cel-rust wraps -x for the smallest int instead of failing)")
         if kind == "op" and value == "{":
             entries = [e for e in _split(toks[index + 1:_closing(toks, index)], ",") if e]
             seen: set[str] = set()

@@ -46,8 +46,57 @@ def catalogue_of(declarations: dict) -> Catalogue:
     return Catalogue(stats=specs)
 
 
+# More cases beyond the spike's corpus, on its default activation (id "x..."): where the JVM re-binds
+# or rewrites CEL-Java (size, string order, index, in, string(double), strict exists/all) and around.
+EXTRA = [
+    "0.0/0.0 == 0.0/0.0", "0.0/0.0 != 0.0/0.0", "0.0/0.0 < 1.0", "0.0/0.0 >= 1.0", "[0.0/0.0] == [0.0/0.0]",
+    "0.0/0.0 in [0.0/0.0]", "string(0.0/0.0) == 'NaN'", "double('inf') > 1.0", "double('-inf') < 1.0",
+    "double('nan') != 1.0", "-(-9223372036854775807 - 1) < 0", "size('héllo') == 6", "size(b'abc') == 3",
+    "size([1, 2]) == 2", "size({'a': 1}) == 1", "'abc'.size() == 3", "size(last_country) == 2",
+    "'😀' >= '￿'", "'😀' <= '￿'", "'a' < 'b' && 'b' > 'a' && 'a' <= 'a' && 'a' >= 'a'",
+    "'' < 'a'", "'ab' < 'a'", "b'a' < b'b'", "1 < 2u", "2.5 > 1u", "true > false", "null < null",
+    "[1, 2][1u] == 2", "[1, 2][2] == 0", "[1, 2][-1] == 0", "[1, 2][18446744073709551615u] == 0", "[1,2][1.0] == 2",
+    "{'a': 1}['a'] == 1", "{'a': 1}['b'] == 1", "{1: 'a'}[1u] == 'a'", "{1u: 'a'}[1u] == 'a'", "{1: 'a'}[1] == 'a'",
+    "{true: 'a'}[true] == 'a'", "{1: 'a'}[true] == 'a'", "1 in {1: 'a'}", "1u in {1: 'a'}", "1.0 in {1: 'a'}",
+    "'a' in {'a': 1}", "'b' in {'a': 1}", "null in {'a': 1}", "1 in [1u]", "1 in [1.0]", "'a' in ['a']",
+    "[1] in [[1.0]]", "event.values['amount'] == 1200", "event.values.nullfield == null", "'amount' in event.values",
+    "event.values[1] == 1", "1 in event.values", "string(1.5) == '1.5'", "string(1e21) == '1000000000000000000000'",
+    "string(1e-7) == '0.0000001'", "string(-0.0) == '-0'", "string(123456789.125) == '123456789.125'",
+    "string(0.1 + 0.2) == '0.30000000000000004'", "string(1.0/0.0)", "string(-1.0/0.0)", "string(2.0) + 'x'",
+    "string(1) == '1'", "string(1u) == '1'", "string('x') == 'x'", "string(b'abc') == 'abc'", "string(b'\\xff') == ''",
+    "[0, 1].exists(x, 1/x == 1)", "[1, 0].exists(x, 1/x == 1)", "[0, 2].all(x, 1/x == 1)", "[2, 0].all(x, 1/x == 1)",
+    "[1].exists(x, x)", "[1].all(x, x)", "[true, 1].exists(x, x)", "[false, 1].all(x, x)",
+    "[1, 2].exists(x, x == 1 || 1/0 == 1)", "[1, 2].exists(x, x == 2 && 1/0 == 1)", "[].exists(x, 1/0 == 1)",
+    "[].all(x, 1/0 == 1)", "{'a': 1}.exists(k, k == 'a')", "{'a': 1}.all(k, k == 'b')", "event.values.exists(k, k == 'country')",
+    "[1, 2].exists(x, [0].exists(y, 1/y == 1) || x == 2)", "[1, 2].map(x, 1/(x-1)).size() == 2",
+    "[0, 1].filter(x, 1/x == 1).size() == 1", "[0, 1].exists_one(x, 1/x == 1)",
+    "[1, 2].all(x, x > 0) && [1, 2].exists(x, x > 1)", "last_seen > 0 && sessions >= 3 && purchases == 1",
+    "avg_purchase > 5000 && min_amount < 10", "last_purchase_at == null && !has(event.values.missing)",
+    "int(event.values.price) == 19", "event.values.price * 100.0 > 1998.0", "event.ts - last_seen == 0",
+    "timestamp('2023-01-01T00:00:00Z') + duration('1h') > timestamp('2023-01-01T00:30:00Z')",
+    "duration('1h').getMinutes() == 60", "timestamp('2023-01-01T10:00:00Z').getHours() == 10",
+    "'abc'.contains('b') && 'abc'.startsWith('a') && 'abc'.endsWith('c')", "'abc'.matches('^a.c$')",
+    "'AbC'.matches('(?i)abc')", "'x'.matches('[')", "'é'.matches('^.$')", "'😀'.matches('^.$')",
+    "'a\nb'.matches('a.b')", "'a1'.matches('[0-9]')", "type(1) == type(2)", "dyn(1) == 1", "int('12') == 12",
+    "uint(1) == 1u", "double(1) == 1.0", "bytes('a') == b'a'", "bool('true')", "bool('TRUE')", "bool('t')",
+    "int(' 1')", "double(' 1.5')", "int('0x10')", "uint('1u')", "double('1e400')", "double('-0') == 0.0",
+    "1 / 2 == 0", "-7 / 2 == -3", "-7 % 3 == -1", "7.0 % 2.0 == 1.0", "5u - 6u", "18446744073709551615u + 1u",
+    "-9223372036854775808 / -1", "-9223372036854775808 % -1", "1 == 1u", "[1, 2] + [3] == [1, 2, 3]",
+    "'a' + 'b' == 'ab'", "b'a' + b'b' == b'ab'", "{'a': 1} == {'a': 1.0}", "{'a': 1} != {'b': 1}",
+    "[1, 'a'] == [1, 'a']", "[1] == [1, 2]", "null == null", "[null] == [null]", "{'a': null}.a == null",
+    "has({'a': 1}.a)", "has({'a': 1}.b)", "{'a': {'b': 1}}.a.b == 1", "event.values.country == 'DE' ? true : 1",
+    "true ? 1/0 == 1 : true", "false ? 1/0 == 1 : true", "!(1/0 == 1) || true", "!true", "!null",
+    "1 > 0 && (2 > 1 || 1/0 == 1)", "(1/0 == 1) || (2/0 == 1) || true", "(1/0 == 1) && (2/0 == 1) && false",
+    "spent + 1 > 0", "spent * 2.0 > 0.0", "distinct_pages / 3 == 3", "sessions % 2 == 1", "-purchases == -1",
+    "--purchases == 1", "!!is_member", "is_member == true", "is_member != false && last_country in ['DE', 'FR']",
+]
+
+
 def corpus() -> None:
     data = json.loads(SPIKE_CORPUS.read_text(encoding="utf-8"))
+    data["cases"] = data["cases"] + [
+        {"id": f"x{i:03d}", "expr": expr, "vars": {}} for i, expr in enumerate(EXTRA, 1)
+    ]
     catalogue = catalogue_of(data["declarations"])
     cases = []
     for c in data["cases"]:
@@ -135,7 +184,8 @@ EXPRESSIONS = [
     '{event.name: 1}.purchase == 1', '{1.5: 1}.size() == 1', '{null: 1}.size() == 1', '{"a": {"a": 1}}.a.a == 1',
     'timestamp("2023-01-01T00:00:00Z") < timestamp("2024-01-01T00:00:00Z") && string(n) == "1"',
     'duration("1h") > duration("1m") && n > 0', '{0x10: 1, 16: 2}.size() == 2', "r'\\d' == '\\\\d' && n > 0",
-    'n > 0 && "\\x41\\101\\u0041\\U00000041" == "AAAA"',
+    'n > 0 && "\\x41\\101\\u0041\\U00000041" == "AAAA"', '-n < 0', 'n > -1', '0 - n < 1', '[-1, -n][0] < 0',
+    '(-1) < 0', 'n - -1 > 0', 'n - - n > 0', '-1.5 < -1u', 'x[-1]', '!-n', '-(1)', '- 1 < 0', '-"a"',
 ]
 
 

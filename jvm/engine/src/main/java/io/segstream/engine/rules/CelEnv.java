@@ -22,6 +22,10 @@ import dev.cel.runtime.CelStandardFunctions.StandardFunction;
 import dev.cel.runtime.RuntimeEquality;
 import dev.cel.runtime.RuntimeHelpers;
 import dev.cel.runtime.standard.CelStandardOverload;
+import dev.cel.runtime.standard.DoubleFunction.DoubleOverload;
+import dev.cel.runtime.standard.EqualsOperator.EqualsOverload;
+import dev.cel.runtime.standard.IntFunction.IntOverload;
+import dev.cel.runtime.standard.UintFunction.UintOverload;
 import dev.cel.runtime.standard.GreaterEqualsOperator.GreaterEqualsOverload;
 import dev.cel.runtime.standard.GreaterOperator.GreaterOverload;
 import dev.cel.runtime.standard.InOperator.InOverload;
@@ -69,7 +73,10 @@ final class CelEnv {
   /** Functions re-bound as a whole (the planner keys bindings by function name). */
   static final EnumSet<StandardFunction> REBOUND = EnumSet.of(
       StandardFunction.SIZE, StandardFunction.LESS, StandardFunction.LESS_EQUALS, StandardFunction.GREATER,
-      StandardFunction.GREATER_EQUALS, StandardFunction.STRING, StandardFunction.INDEX, StandardFunction.IN);
+      StandardFunction.GREATER_EQUALS, StandardFunction.STRING, StandardFunction.INDEX, StandardFunction.IN,
+      StandardFunction.INT, StandardFunction.UINT, StandardFunction.DOUBLE,
+      // cel-rust has no bool() at all: removed, not re-bound
+      StandardFunction.BOOL);
 
   static final String STRICT_OR = "segstream_strict_or";
   static final String STRICT_AND = "segstream_strict_and";
@@ -161,33 +168,49 @@ final class CelEnv {
         Set.of(SizeOverload.SIZE_STRING, SizeOverload.STRING_SIZE),
         CelFunctionBinding.from("size_string", String.class, CelEnv::utf8Size),
         CelFunctionBinding.from("string_size", String.class, CelEnv::utf8Size))));
-    bindings.addAll(CelFunctionBinding.fromOverloads("_<_", rebind(equality,
+    bindings.addAll(CelFunctionBinding.fromOverloads("_<_", noNaN(rebind(equality,
         List.of(LessOverload.values()), Set.of(LessOverload.LESS_STRING),
-        CelFunctionBinding.from("less_string", String.class, String.class, (a, b) -> codePointCompare(a, b) < 0))));
-    bindings.addAll(CelFunctionBinding.fromOverloads("_<=_", rebind(equality,
+        CelFunctionBinding.from("less_string", String.class, String.class, (a, b) -> codePointCompare(a, b) < 0)))));
+    bindings.addAll(CelFunctionBinding.fromOverloads("_<=_", noNaN(rebind(equality,
         List.of(LessEqualsOverload.values()), Set.of(LessEqualsOverload.LESS_EQUALS_STRING),
         CelFunctionBinding.from("less_equals_string", String.class, String.class,
-            (a, b) -> codePointCompare(a, b) <= 0))));
-    bindings.addAll(CelFunctionBinding.fromOverloads("_>_", rebind(equality,
+            (a, b) -> codePointCompare(a, b) <= 0)))));
+    bindings.addAll(CelFunctionBinding.fromOverloads("_>_", noNaN(rebind(equality,
         List.of(GreaterOverload.values()), Set.of(GreaterOverload.GREATER_STRING),
         CelFunctionBinding.from("greater_string", String.class, String.class,
-            (a, b) -> codePointCompare(a, b) > 0))));
-    bindings.addAll(CelFunctionBinding.fromOverloads("_>=_", rebind(equality,
+            (a, b) -> codePointCompare(a, b) > 0)))));
+    bindings.addAll(CelFunctionBinding.fromOverloads("_>=_", noNaN(rebind(equality,
         List.of(GreaterEqualsOverload.values()), Set.of(GreaterEqualsOverload.GREATER_EQUALS_STRING),
         CelFunctionBinding.from("greater_equals_string", String.class, String.class,
-            (a, b) -> codePointCompare(a, b) >= 0))));
+            (a, b) -> codePointCompare(a, b) >= 0)))));
+    List<IntOverload> intOverloads = new ArrayList<>();
+    for (IntOverload o : IntOverload.values()) if (!REMOVED.contains(o.name())) intOverloads.add(o);
+    bindings.addAll(CelFunctionBinding.fromOverloads("int", rebind(equality,
+        intOverloads, Set.of(IntOverload.STRING_TO_INT64),
+        CelFunctionBinding.from("string_to_int64", String.class, CelEnv::parseInt))));
+    bindings.addAll(CelFunctionBinding.fromOverloads("uint", rebind(equality,
+        List.of(UintOverload.values()), Set.of(UintOverload.STRING_TO_UINT64),
+        CelFunctionBinding.from("string_to_uint64", String.class, CelEnv::parseUint))));
+    bindings.addAll(CelFunctionBinding.fromOverloads("double", rebind(equality,
+        List.of(DoubleOverload.values()), Set.of(DoubleOverload.STRING_TO_DOUBLE),
+        CelFunctionBinding.from("string_to_double", String.class, CelEnv::parseDouble))));
     List<StringOverload> stringOverloads = new ArrayList<>();
     for (StringOverload o : StringOverload.values()) if (!REMOVED.contains(o.name())) stringOverloads.add(o);
     bindings.addAll(CelFunctionBinding.fromOverloads("string", rebind(equality,
-        stringOverloads, Set.of(StringOverload.DOUBLE_TO_STRING),
-        CelFunctionBinding.from("double_to_string", Double.class, PyFormat::rustDisplay))));
+        stringOverloads, Set.of(StringOverload.DOUBLE_TO_STRING, StringOverload.BYTES_TO_STRING),
+        CelFunctionBinding.from("double_to_string", Double.class, PyFormat::rustDisplay),
+        // String.from_utf8_lossy: malformed bytes become U+FFFD instead of an error
+        CelFunctionBinding.from("bytes_to_string", CelByteString.class,
+            b -> new String(b.toByteArray(), StandardCharsets.UTF_8)))));
     bindings.addAll(CelFunctionBinding.fromOverloads("_[_]", rebind(equality,
         List.of(IndexOverload.values()), Set.of(IndexOverload.INDEX_LIST, IndexOverload.INDEX_MAP),
         CelFunctionBinding.from("index_list", List.class, Object.class, CelEnv::indexList),
         CelFunctionBinding.from("index_map", Map.class, Object.class, CelEnv::indexMap))));
+    CelFunctionBinding equals = EqualsOverload.EQUALS.newFunctionBinding(OPTIONS, equality);
     bindings.addAll(CelFunctionBinding.fromOverloads("@in", rebind(equality,
-        List.of(InOverload.values()), Set.of(InOverload.IN_MAP),
-        CelFunctionBinding.from("in_map", Object.class, Map.class, CelEnv::inMap))));
+        List.of(InOverload.values()), Set.of(InOverload.IN_MAP, InOverload.IN_LIST),
+        CelFunctionBinding.from("in_map", Object.class, Map.class, CelEnv::inMap),
+        CelFunctionBinding.from("in_list", Object.class, List.class, (x, list) -> inList(equals, x, list)))));
     bindings.addAll(CelFunctionBinding.fromOverloads(STRICT_OR,
         CelFunctionBinding.from(STRICT_OR + "_bool", Boolean.class, Boolean.class, (a, b) -> a || b)));
     bindings.addAll(CelFunctionBinding.fromOverloads(STRICT_AND,
@@ -212,7 +235,71 @@ final class CelEnv {
     return out;
   }
 
+  /** cel-rust has no ordering of NaN (partial_cmp is None): an error, where CEL-Java says false. */
+  private static List<CelFunctionBinding> noNaN(List<CelFunctionBinding> bindings) {
+    List<CelFunctionBinding> out = new ArrayList<>();
+    for (CelFunctionBinding b : bindings) {
+      @SuppressWarnings("unchecked")
+      Class<Object> first = (Class<Object>) b.getArgTypes().get(0);
+      @SuppressWarnings("unchecked")
+      Class<Object> second = (Class<Object>) b.getArgTypes().get(1);
+      out.add(CelFunctionBinding.from(b.getOverloadId(), first, second, (x, y) -> {
+        if ((x instanceof Double && ((Double) x).isNaN()) || (y instanceof Double && ((Double) y).isNaN())) {
+          throw error(CelErrorCode.BAD_FORMAT, "NaN has no order");
+        }
+        return b.getDefinition().apply(new Object[] {x, y});
+      }));
+    }
+    return out;
+  }
+
   // --- the re-bound functions ---------------------------------------------------------------------
+
+  /** `x in list` with the equality of `==` (by value across numeric types, NaN unequal, nested lists). */
+  static boolean inList(CelFunctionBinding equals, Object x, List<?> list) throws CelEvaluationException {
+    for (Object e : list) {
+      if (Boolean.TRUE.equals(equals.getDefinition().apply(new Object[] {e, x}))) return true;
+    }
+    return false;
+  }
+
+  private static final java.util.regex.Pattern INT_TEXT = java.util.regex.Pattern.compile("[+-]?[0-9]+");
+  private static final java.util.regex.Pattern UINT_TEXT = java.util.regex.Pattern.compile("\\+?[0-9]+");
+  private static final java.util.regex.Pattern DOUBLE_TEXT = java.util.regex.Pattern.compile(
+      "[+-]?(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?");
+  private static final java.util.regex.Pattern DOUBLE_SPECIAL = java.util.regex.Pattern.compile(
+      "([+-]?)(inf|infinity|nan)", java.util.regex.Pattern.CASE_INSENSITIVE);
+
+  /** Rust's i64::from_str: optional sign, ASCII digits only (Java would accept other Unicode digits). */
+  static long parseInt(String s) throws CelEvaluationException {
+    if (!INT_TEXT.matcher(s).matches()) throw error(CelErrorCode.BAD_FORMAT, "invalid int: %s", s);
+    try {
+      return Long.parseLong(s);
+    } catch (NumberFormatException e) {
+      throw error(CelErrorCode.NUMERIC_OVERFLOW, "int out of range: %s", s);
+    }
+  }
+
+  static UnsignedLong parseUint(String s) throws CelEvaluationException {
+    if (!UINT_TEXT.matcher(s).matches()) throw error(CelErrorCode.BAD_FORMAT, "invalid uint: %s", s);
+    try {
+      return UnsignedLong.fromLongBits(Long.parseUnsignedLong(s.startsWith("+") ? s.substring(1) : s));
+    } catch (NumberFormatException e) {
+      throw error(CelErrorCode.NUMERIC_OVERFLOW, "uint out of range: %s", s);
+    }
+  }
+
+  /** Rust's f64::from_str: inf/infinity/nan in any case, no whitespace, no hex, no d/f suffix. */
+  static double parseDouble(String s) throws CelEvaluationException {
+    java.util.regex.Matcher special = DOUBLE_SPECIAL.matcher(s);
+    if (special.matches()) {
+      boolean negative = special.group(1).equals("-");
+      if (special.group(2).equalsIgnoreCase("nan")) return Double.NaN;
+      return negative ? Double.NEGATIVE_INFINITY : Double.POSITIVE_INFINITY;
+    }
+    if (!DOUBLE_TEXT.matcher(s).matches()) throw error(CelErrorCode.BAD_FORMAT, "invalid double: %s", s);
+    return Double.parseDouble(s);
+  }
 
   static long utf8Size(String s) {
     return s.getBytes(StandardCharsets.UTF_8).length;

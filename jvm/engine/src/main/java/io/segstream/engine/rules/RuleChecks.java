@@ -209,6 +209,14 @@ final class RuleChecks {
               + "such as [0-9] (\\d \\D \\w \\W \\s \\S \\b \\B and [:class:] differ between the engines)";
         }
       }
+      if (isOp(t, "-")) {
+        boolean unary = i == 0 || (toks.get(i - 1).kind.equals("op") && !closes(toks.get(i - 1)));
+        String operand = i + 1 < toks.size() ? toks.get(i + 1).kind : "";
+        if (unary && !(operand.equals("int") || operand.equals("uint") || operand.equals("float"))) {
+          return "negates something that is not a number literal: write 0 - x "
+              + "(cel-rust wraps -x for the smallest int instead of failing)";
+        }
+      }
       if (isOp(t, "{")) {
         List<List<Token>> entries = new ArrayList<>();
         for (List<Token> en : split(toks.subList(i + 1, Math.max(i + 1, closing(toks, i))), ",")) {
