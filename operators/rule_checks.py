@@ -45,7 +45,8 @@ def _string_literal(expression: str, start: int, prefix_and_quote: str) -> tuple
     prefix = expression[start:quote_start].lower()
     raw, is_bytes = "r" in prefix, "b" in prefix
     quote = prefix_and_quote[len(prefix):]
-    position, out = quote_start + len(quote), []
+    position = quote_start + len(quote)
+    out: list[str] = []
     while True:
         if position >= len(expression):
             raise _Unreadable("unterminated string")
@@ -193,7 +194,8 @@ def check(expression: str) -> str | None:
             seen: set[str] = set()
             for entry in entries:
                 key_tokens = _split(entry, ":")[0]
-                if len(key_tokens) == 1 and (key_tokens[0][0] in ("float", "bytes") or key_tokens[0] == ("name", "null")):
+                literal = key_tokens[0] if len(key_tokens) == 1 else ("", "")
+                if literal[0] in ("float", "bytes") or literal == ("name", "null"):
                     return "has a map literal with a float, bytes or null key"
                 key = _key(key_tokens[0]) if len(key_tokens) == 1 else None
                 if key is None:

@@ -14,7 +14,6 @@ Outputs (jvm/engine/src/test/resources/rules/, ASCII JSON):
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -67,7 +66,8 @@ EXTRA = [
     "[0, 1].exists(x, 1/x == 1)", "[1, 0].exists(x, 1/x == 1)", "[0, 2].all(x, 1/x == 1)", "[2, 0].all(x, 1/x == 1)",
     "[1].exists(x, x)", "[1].all(x, x)", "[true, 1].exists(x, x)", "[false, 1].all(x, x)",
     "[1, 2].exists(x, x == 1 || 1/0 == 1)", "[1, 2].exists(x, x == 2 && 1/0 == 1)", "[].exists(x, 1/0 == 1)",
-    "[].all(x, 1/0 == 1)", "{'a': 1}.exists(k, k == 'a')", "{'a': 1}.all(k, k == 'b')", "event.values.exists(k, k == 'country')",
+    "[].all(x, 1/0 == 1)", "{'a': 1}.exists(k, k == 'a')", "{'a': 1}.all(k, k == 'b')",
+    "event.values.exists(k, k == 'country')",
     "[1, 2].exists(x, [0].exists(y, 1/y == 1) || x == 2)", "[1, 2].map(x, 1/(x-1)).size() == 2",
     "[0, 1].filter(x, 1/x == 1).size() == 1", "[0, 1].exists_one(x, 1/x == 1)",
     "[1, 2].all(x, x > 0) && [1, 2].exists(x, x > 1)", "last_seen > 0 && sessions >= 3 && purchases == 1",
@@ -212,7 +212,8 @@ RULE_LISTS = [
     [],
     [("a", "n > 1")],
     [("b", "n > 1"), ("a", 'event.name == "x" && n > 0')],
-    [("\u00e9t\u00e9", 'event.name == "caf\u00e9"'), ("\U0001F600", "n == 1"), ("\ue000", "n == 2"), ("z\\", 'n == 3 && "\\t" != ""')],
+    [("\u00e9t\u00e9", 'event.name == "caf\u00e9"'), ("\U0001F600", "n == 1"), ("\ue000", "n == 2"),
+     ("z\\", 'n == 3 && "\\t" != ""')],
     [("quote\"", "n > 1"), ("ctl\u0001\u007f", "n\t>\n1")],
 ]
 
