@@ -125,7 +125,9 @@ def corpus() -> None:
 
 VALIDATION = [
     b"\xff", b"\xed\xa0\x80", b"", b"nope", b"[1]", b'"x"', b"1", b"1.5", b"true", b"null", b"NaN", b"{}",
-    b"\xef\xbb\xbf{}",
+    b"\xef\xbb\xbf{}", b"  ", b"\t{}", b"{} ", b'{"id": INF}', b'{"id": +Infinity}', b'{"id": -Infinity}',
+    b'{"id": NaN, "description": "", "when": "true"}', b"{'id': 'a'}", b'{"id": "a",}', b'{"id": 01}',
+    b'{"id": "\x01"}', b'{"id": 1e999, "description": "", "when": "true"}', b'[{"id": "a"}]', b"{\"id\": \"a\"} // c",
     b'{"id":1,"description":"","when":"true"}',
     b'{"id":"","description":"","when":""}',
     b'{"id":"' + b"a" * 200 + b'","description":"","when":"true"}',

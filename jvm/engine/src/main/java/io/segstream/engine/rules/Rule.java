@@ -48,6 +48,7 @@ public record Rule(String id, String tenant, String description, String when) {
     }
     JsonNode node;
     try {
+      nonNumericLikePython(text);
       node = JSON.readTree(text);
     } catch (Exception e) {  // the detail is Jackson's, not Python's
       String m = String.valueOf(e.getMessage());
@@ -61,6 +62,18 @@ public record Rule(String id, String tenant, String description, String when) {
       throw new RuleError("rule must be a JSON object, got " + pythonType(node));
     }
     return node;
+  }
+
+  /** Python's json accepts exactly NaN, Infinity and -Infinity; Jackson's option a few more spellings. */
+  private static void nonNumericLikePython(String text) throws java.io.IOException {
+    try (com.fasterxml.jackson.core.JsonParser p = JSON.createParser(text)) {
+      for (com.fasterxml.jackson.core.JsonToken t = p.nextToken(); t != null; t = p.nextToken()) {
+        if (t == com.fasterxml.jackson.core.JsonToken.VALUE_NUMBER_FLOAT && p.isNaN()
+            && !java.util.Set.of("NaN", "Infinity", "-Infinity").contains(p.getText())) {
+          throw new com.fasterxml.jackson.core.JsonParseException(p, "Non-standard token '" + p.getText() + "'");
+        }
+      }
+    }
   }
 
   /** Python's type name of what json.loads makes of the node. */
