@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 
 from operators.catalogue import Catalogue
 from operators.events import Event
+from operators.rule_checks import check as conformance_check
 from operators.rule_guards import event_name_guard
 
 EVENT_VARIABLE = "event"
@@ -76,6 +77,9 @@ def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRu
             f"rule {rule.id!r}: `when` uses unknown name(s) {', '.join(map(repr, unknown))}: "
             f"neither a stat in the catalogue nor `event`"
         )
+    problem = conformance_check(rule.when)  # what the JVM engine would evaluate differently
+    if problem is not None:
+        raise RuleError(f"rule {rule.id!r}: `when` {problem}")
     return CompiledRule(
         rule=rule,
         program=program,
