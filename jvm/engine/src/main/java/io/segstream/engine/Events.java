@@ -239,6 +239,10 @@ public final class Events {
     if (m.contains("Unexpected character (']'") && m.contains("expecting a value")) {
       return malformed("trailing comma in array", at);
     }
+    if (m.contains("was expecting double-quote to start field name")) return malformed("object keys must be strings", at);
+    if (m.contains("was expecting a colon to separate field name and value")) return malformed("expected ':'", at);
+    if (m.contains("was expecting comma to separate Object entries")) return malformed("expected ',' or '}'", at);
+    if (m.contains("was expecting comma to separate Array entries")) return malformed("expected ',' or ']'", at);
     return malformed("invalid character", at);
   }
 

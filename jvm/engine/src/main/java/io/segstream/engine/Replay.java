@@ -2,6 +2,8 @@ package io.segstream.engine;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.segstream.engine.rules.RuleError;
+import io.segstream.engine.rules.RuleSet;
 import io.segstream.engine.rules.Rules;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -59,7 +61,28 @@ public final class Replay {
   }
 
   static RuleChanges rulesFor(Catalogue catalogue, JsonNode initialRules) {
-    return new NoRuleChanges();  // <- the one line to change for the CEL RuleSet
+    byte[] rules = (initialRules == null ? "[]" : initialRules.toString()).getBytes(StandardCharsets.UTF_8);
+    try {
+      RuleSet set = RuleSet.load("replay", rules, catalogue.names());
+      return new RuleChanges() {
+        @Override
+        public io.segstream.engine.rules.TenantRules forTenant(String tenant) {
+          return set.forTenant(tenant);
+        }
+
+        @Override
+        public void countErrors(int failed) {
+          set.countErrors(failed);
+        }
+
+        @Override
+        public String applyChange(String key, String valueOrNull) {
+          return set.applyChange(key, valueOrNull);
+        }
+      };
+    } catch (RuleError e) {
+      throw new IllegalArgumentException("invalid initial rules: " + e.getMessage(), e);
+    }
   }
 
   private static final ObjectMapper MAPPER = new ObjectMapper();
