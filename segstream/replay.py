@@ -115,4 +115,5 @@ def jvm_replay(lines: Iterable[str], timeout: float = 300) -> list[str]:
                             input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"the JVM engine failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return result.stdout.splitlines()
+    # split("\n"), not splitlines(): JSON strings may hold U+2028, U+0085... unescaped.
+    return result.stdout.split("\n")[:-1] if result.stdout.endswith("\n") else result.stdout.split("\n")
