@@ -171,3 +171,17 @@ def test_the_traffic_generator_at_volume(tmp_path):
             lines.append(json.dumps({"event_b64": base64.b64encode(record.value).decode()}))
     outputs = assert_same(lines, tmp_path / "script.jsonl")
     assert outputs >= 20_000
+
+
+def test_doubles_print_as_python_prints_them():
+    """Every power of two (where the round-trip interval is lopsided), and random doubles over the
+    whole exponent range, as a `last` stat: the JSON number text must match byte for byte."""
+    import random
+
+    rng = random.Random(5)
+    doubles = ([2.0**k for k in range(-1074, 1024)] + [-(2.0**-24), 1e23, 5e-324, 1.7976931348623157e308]
+               + [rng.random() * 10 ** rng.randint(-300, 300) for _ in range(3_000)])
+    lines = [json.dumps({"catalogue": {"stats": [{"name": "x", "agg": "last", "field": "v"}]}})]
+    lines += [json.dumps({"event": json.dumps({"event_id": str(i), "user_id": "u", "ts": 1, "name": "n",
+                                               "values": {"v": v}})}) for i, v in enumerate(doubles)]
+    assert assert_same(lines) == len(doubles)

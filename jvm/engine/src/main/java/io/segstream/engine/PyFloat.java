@@ -15,22 +15,40 @@ final class PyFloat {
   record Digits(String digits, int decpt) {}
 
   static Digits digits(double d) {
-    BigDecimal exact = new BigDecimal(Math.abs(d));
-    // Rounding to p significant digits round-trips for every p at or above the shortest: binary search.
+    double a = Math.abs(d);
+    BigDecimal exact = new BigDecimal(a);
+    // Python's repr (David Gay's shortest mode): the fewest significant digits that read back as
+    // d, and at that length the candidate nearest the exact value. At a power of two the
+    // round-trip interval is narrower below than above, so the nearest p-digit decimal (plain
+    // rounding) may not read back while the one on the other side does: look at both neighbours.
+    // Some p-digit decimal reads back => so does one with p + 1 digits: binary search on p.
     int lo = 1, hi = 17;
     while (lo < hi) {
       int mid = (lo + hi) >>> 1;
-      BigDecimal r = exact.round(new MathContext(mid, RoundingMode.HALF_EVEN));
-      if (r.doubleValue() == Math.abs(d)) {
+      if (nearestReadingBack(exact, a, mid) != null) {
         hi = mid;
       } else {
         lo = mid + 1;
       }
     }
-    BigDecimal best = exact.round(new MathContext(lo, RoundingMode.HALF_EVEN));
-    BigDecimal abs = best.stripTrailingZeros();
+    BigDecimal abs = nearestReadingBack(exact, a, lo).stripTrailingZeros();
     String digits = abs.unscaledValue().toString();
     return new Digits(digits, digits.length() - abs.scale());
+  }
+
+  /** Of the two p-digit decimals around {@code exact}, the nearest that parses back to {@code a}
+   * (a tie goes to the even last digit), or null. */
+  private static BigDecimal nearestReadingBack(BigDecimal exact, double a, int p) {
+    BigDecimal down = exact.round(new MathContext(p, RoundingMode.FLOOR));
+    BigDecimal up = exact.round(new MathContext(p, RoundingMode.CEILING));
+    boolean downOk = Double.parseDouble(down.toString()) == a;
+    boolean upOk = Double.parseDouble(up.toString()) == a;
+    if (downOk && upOk) {
+      int cmp = exact.subtract(down).compareTo(up.subtract(exact));
+      if (cmp != 0) return cmp < 0 ? down : up;
+      return exact.round(new MathContext(p, RoundingMode.HALF_EVEN));
+    }
+    return downOk ? down : upOk ? up : null;
   }
 
   /** Python {@code repr(d)}. */
