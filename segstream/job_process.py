@@ -8,6 +8,7 @@ still has live members (also used for the standalone cluster's TaskManager, segs
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,10 +34,12 @@ def flink_properties(options: dict[str, object]) -> str:
 class JobProcess:
     """`python jobs/user_stats.py ...` as a child process in its own process group."""
 
-    def __init__(self, popen: subprocess.Popen, log_path: Path, started: float):
+    def __init__(self, popen: subprocess.Popen, log_path: Path, started: float,
+                 flink_log_dir: Path | None = None):
         self.popen = popen
         self.log_path = log_path
         self.started = started  # time.monotonic() at launch
+        self.flink_log_dir = flink_log_dir
 
     @classmethod
     def start(cls, config_path: Path | str | None, args: Iterable[str], log_path: Path,
@@ -57,7 +60,26 @@ class JobProcess:
             popen = subprocess.Popen([sys.executable, str(JOB_SCRIPT), *args], env=run_env, cwd=PROJECT_ROOT,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        return cls(popen, log_path, time.monotonic())
+        return cls(popen, log_path, time.monotonic(), flink_log_dir)
+
+    def rest_port(self, timeout: float = 120) -> int:
+        """The port of the MiniCluster's REST API, read from Flink's log once it listens.
+
+        Leave `rest.port` unset and let Flink bind a free port itself: a port picked beforehand can
+        be taken by another process before the JVM binds it (it happened on a loaded machine)."""
+        from segstream.waiting import wait_for
+
+        if self.flink_log_dir is None:
+            raise ValueError("rest_port() needs the job started with flink_log_dir")
+        found = re.compile(rb"Rest endpoint listening at [^:\s]+:(\d+)")
+
+        def port() -> int | None:
+            for log in sorted(self.flink_log_dir.glob("*.log")):  # type: ignore[union-attr]
+                if match := found.search(log.read_bytes()):
+                    return int(match.group(1))
+            return None
+
+        return wait_for(port, timeout, "the job's REST endpoint", 0.2, abort=self.exit_reason)
 
     @property
     def pid(self) -> int:

@@ -470,8 +470,11 @@ class KillPoint:
                 and self.watcher.count >= self.evaluations + self.share * (self.total - self.evaluations))
 
 
-def stop_with_savepoint(job: JobProcess, rest_port: int, target: Path, timeout: float = 120) -> str:
-    """Stop the job in `job` with a savepoint through its MiniCluster's REST API; wait for exit 0."""
+def stop_with_savepoint(job: JobProcess, rest_port: int | None, target: Path, timeout: float = 120) -> str:
+    """Stop the job in `job` with a savepoint through its MiniCluster's REST API; wait for exit 0.
+    `rest_port` None: the port the job's MiniCluster bound by itself (JobProcess.rest_port)."""
+    if rest_port is None:
+        rest_port = job.rest_port(timeout)
     rest = FlinkRest(f"http://127.0.0.1:{rest_port}")
     job_id = wait_for(lambda: _running_job(rest), 60, "the job on the REST API", 0.5, abort=job.exit_reason)
     location = rest.stop_with_savepoint(job_id, target.resolve().as_uri(), timeout=timeout)
@@ -524,10 +527,8 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
         assert checkpoint is not None
 
         # No --bounded: the restored splits keep the first run's stopping offsets anyway.
-        rest_port = free_port()
         job = JobProcess.start(config_path, ["--savepoint", checkpoint.as_uri()], second_log,
-                               env={"JVM_ARGS": jvm_args}, flink_log_dir=workdir / f"flink-log-{seed}-2",
-                               flink_options={"rest.port": rest_port})
+                               env={"JVM_ARGS": jvm_args}, flink_log_dir=workdir / f"flink-log-{seed}-2")
         try:
             wait_for(lambda: valid_ids <= watcher.event_ids, timeout, "every valid event to be evaluated",
                      0.1, abort=job.exit_reason)
@@ -542,7 +543,7 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
                      abort=job.exit_reason)
             if also_wait_for is not None:
                 wait_for(also_wait_for, timeout, "the other outputs", 0.1, abort=job.exit_reason)
-            stop_with_savepoint(job, rest_port, workdir / "savepoints")
+            stop_with_savepoint(job, None, workdir / "savepoints")
             if committed is not None:  # stop-with-savepoint committed the last transaction
                 wait_for(lambda: valid_ids <= committed.event_ids, timeout,
                          "every evaluation to be visible to read_committed", 0.1)

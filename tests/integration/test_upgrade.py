@@ -35,7 +35,6 @@ from segstream.testing import (
     TopicWatcher,
     assert_dead_letters_are,
     assert_event_log_is,
-    free_port,
     input_events,
     stop_with_savepoint,
     wait_for,
@@ -67,14 +66,13 @@ def run_until_evaluated(config_path: Path, workdir: Path, name: str, watcher: To
                         env: dict[str, str], savepoint: str | None = None, timeout: float = 300) -> str:
     """Start the job (unbounded), wait until every id in `wanted` is evaluated, stop it with a
     savepoint; returns the savepoint's location."""
-    rest_port = free_port()
     args = ["--savepoint", savepoint] if savepoint else []
     job = JobProcess.start(config_path, args, workdir / f"{name}.log", env=env,
-                           flink_log_dir=workdir / f"flink-log-{name}", flink_options={"rest.port": rest_port})
+                           flink_log_dir=workdir / f"flink-log-{name}")
     try:
         wait_for(lambda: wanted <= watcher.event_ids, timeout, f"{name}: {len(wanted)} evaluations", 0.1,
                  abort=job.exit_reason)
-        return stop_with_savepoint(job, rest_port, workdir / "savepoints")
+        return stop_with_savepoint(job, None, workdir / "savepoints")
     finally:
         if job.running():
             job.kill()
