@@ -1,0 +1,241 @@
+package io.segstream.flink;
+
+import io.segstream.engine.Catalogue;
+import io.segstream.engine.Evaluator;
+import io.segstream.engine.Event;
+import io.segstream.engine.Events;
+import io.segstream.engine.Json;
+import io.segstream.engine.rules.RuleError;
+import io.segstream.engine.rules.RuleSet;
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.BroadcastState;
+import org.apache.flink.api.common.state.ReadOnlyBroadcastState;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+
+/**
+ * Per user: update the engine state, evaluate the rules, emit the evaluation (jobs/functions.py
+ * EvaluateUser, on the JVM engine).
+ *
+ * <ul>
+ *   <li>Keyed input: {@link ParsedEvent} keyed by {@link UserKey.Selector} (key type String).
+ *   <li>Broadcast input: {@link Outputs#RECORD_TYPE} rows of the rules topic (record_key = rule id
+ *       bytes, record_value = rule JSON bytes or null/empty for a deletion, partition, offset),
+ *       broadcast with {@link Outputs#RULE_CHANGES}.
+ *   <li>Output: {@link Outputs#EVALUATION_TYPE} rows (user_id, evaluation JSON with
+ *       {@code rules_version}): the same JSON as the Python job.
+ *   <li>Side outputs: {@link Outputs#EXPIRATIONS} (user_id, expiry JSON); {@link Outputs#DEAD_LETTERS}
+ *       (record key, dead letter) for refused rule changes (reported by subtask 0 only, as every
+ *       subtask sees every change) and records the engine failed on; {@link Outputs#MIRROR}
+ *       (event JSON, evaluation JSON) when constructed with {@code mirror}.
+ * </ul>
+ *
+ * <p>State: keyed {@code ValueState<byte[]>} "user" (the engine's state blob); broadcast
+ * {@link Outputs#RULE_CHANGES}; event-time timers for expiry. {@code rules_version} counts the rule
+ * records seen, valid or not, as in the Python job. Every subtask keeps the RuleSet of the initial
+ * rules with the changes of the broadcast state applied; when the version in broadcast state is not
+ * the one its RuleSet was built for (after a restore), the first element rebuilds it.
+ *
+ * <p>An exception from the engine on one record does not fail the job: the record is
+ * dead-lettered with reason {@code internal: <exception>} and counted in the metric
+ * {@code internalErrors}. Metric {@code ruleErrors}: failed rule evaluations (a gauge).
+ */
+public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedEvent, Row, Row> {
+  private static final long serialVersionUID = 1L;
+
+  /** The watermark at the end of a bounded input: it fires every timer, but no time has passed. */
+  static final long END_OF_INPUT = Long.MAX_VALUE;
+  public static final String NO_KEY = "rule record has no key (the rule id)";
+  /** The key of the version entry in broadcast state: not a rule id (the Python job does not check). */
+  public static final String RESERVED_KEY = "rule id '\\x00version' is reserved";
+
+  private final String catalogueJson;
+  private final String initialRulesJson;
+  private final String eventsTopic;
+  private final String rulesTopic;
+  private final boolean mirror;
+
+  private transient Catalogue catalogue;
+  private transient RuleSet rules;
+  /** The rules version {@link #rules} holds (the count of rule records applied to it). */
+  private transient long rulesVersion;
+  private transient boolean rulesChecked;
+  private transient Evaluator evaluator;
+  private transient ValueState<byte[]> userState;
+  private transient Counter internalErrors;
+  private transient int subtask;
+
+  /**
+   * @param catalogueJson the stat catalogue as JSON (conf/stats.yaml's structure, {@link Catalogue#parseJson})
+   * @param initialRulesJson the initial rules, a JSON array of rule objects (conf/rules.json)
+   * @param eventsTopic named in dead letters of events the engine failed on
+   * @param rulesTopic named in dead letters of refused rule changes
+   * @param mirror also emit (event, evaluation) on {@link Outputs#MIRROR}
+   * @throws IllegalArgumentException if the catalogue or the rules are invalid (checked here, on the client)
+   */
+  public EvaluateUsers(String catalogueJson, String initialRulesJson, String eventsTopic, String rulesTopic,
+      boolean mirror) {
+    this.catalogueJson = catalogueJson;
+    this.initialRulesJson = initialRulesJson;
+    this.eventsTopic = eventsTopic;
+    this.rulesTopic = rulesTopic;
+    this.mirror = mirror;
+    loadRules(Catalogue.parseJson(catalogueJson));
+  }
+
+  private RuleSet loadRules(Catalogue catalogue) {
+    try {
+      return RuleSet.load("initial rules", initialRulesJson.getBytes(StandardCharsets.UTF_8), catalogue.names());
+    } catch (RuleError e) {
+      throw new IllegalArgumentException(e.getMessage(), e);
+    }
+  }
+
+  @Override
+  public void open(OpenContext openContext) {
+    catalogue = Catalogue.parseJson(catalogueJson);
+    setRules(loadRules(catalogue), 0);
+    userState = getRuntimeContext().getState(new ValueStateDescriptor<>("user", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+    internalErrors = getRuntimeContext().getMetricGroup().counter("internalErrors");
+    getRuntimeContext().getMetricGroup().gauge("ruleErrors", () -> rules.errorCount());
+    subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
+  }
+
+  private void setRules(RuleSet rules, long version) {
+    this.rules = rules;
+    this.rulesVersion = version;
+    this.evaluator = new Evaluator(catalogue, rules);
+  }
+
+  /** Bring the RuleSet up to the broadcast state (after a restore: initial rules + kept changes). */
+  private void syncRules(ReadOnlyBroadcastState<String, String> state) throws Exception {
+    String v = state.get(Outputs.VERSION_KEY);
+    long version = v == null ? 0 : Long.parseLong(v);
+    if (version == rulesVersion) return;
+    RuleSet fresh = loadRules(catalogue);
+    for (Map.Entry<String, String> change : state.immutableEntries()) {
+      if (change.getKey().equals(Outputs.VERSION_KEY)) continue;
+      String value = change.getValue();
+      String reason = fresh.applyChange(change.getKey(), value.isEmpty() ? null : value);
+      if (reason != null) {
+        // Accepted when it arrived; refused now only if the catalogue changed since (a stat gone).
+        internalErrors.inc();
+      }
+    }
+    setRules(fresh, version);
+  }
+
+  @Override
+  public void processElement(ParsedEvent in, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
+    syncRules(ctx.getBroadcastState(Outputs.RULE_CHANGES));
+    Row evaluationRow;
+    Row expiryRow = null;
+    Tuple2<String, String> mirrored = null;
+    byte[] state;
+    Long timer;
+    try {
+      Event event = Events.parse(in.value);  // accepted upstream: the same bytes give the same event
+      Evaluator.Processed p = evaluator.process(userState.value(), event);
+      if (p.expiry() != null) expiryRow = Row.of(event.userId(), Json.render(p.expiry()));
+      Map<String, Object> evaluation = p.evaluation();
+      evaluation.put("rules_version", rulesVersion);
+      String payload = Json.render(evaluation);
+      evaluationRow = Row.of(event.userId(), payload);
+      if (mirror) mirrored = Tuple2.of(Json.render(eventJson(event)), payload);
+      state = p.state();
+      timer = p.timer();
+    } catch (Exception | StackOverflowError e) {
+      internalErrors.inc();
+      ctx.output(Outputs.DEAD_LETTERS, Row.of(DeadLetters.key(in.recordKey),
+          DeadLetters.value(in.value, "internal: " + e, eventsTopic, in.partition, in.offset, in.recordKey)));
+      return;
+    }
+    userState.update(state);
+    if (expiryRow != null) ctx.output(Outputs.EXPIRATIONS, expiryRow);
+    if (timer != null) ctx.timerService().registerEventTimeTimer(timer);
+    out.collect(evaluationRow);
+    if (mirrored != null) ctx.output(Outputs.MIRROR, mirrored);
+  }
+
+  /** The event as operators/events.py encode_event writes it (msgspec, the Event struct's field order). */
+  static Map<String, Object> eventJson(Event event) {
+    Map<String, Object> e = new LinkedHashMap<>();
+    e.put("event_id", event.eventId());
+    e.put("user_id", event.userId());
+    e.put("ts", event.ts());
+    e.put("name", event.name());
+    e.put("values", event.values());
+    e.put("tenant", event.tenant());
+    return e;
+  }
+
+  @Override
+  public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
+    if (ctx.timerService().currentWatermark() >= END_OF_INPUT) return;
+    byte[] blob = userState.value();
+    if (blob == null) return;
+    String[] user = UserKey.split(ctx.getCurrentKey());
+    Evaluator.Expired expired;
+    String payload;
+    try {
+      expired = evaluator.expire(blob, timestamp, user[0], user[1]);
+      if (expired == null) return;
+      payload = Json.render(expired.expiry());
+    } catch (Exception | StackOverflowError e) {
+      internalErrors.inc();
+      byte[] key = user[1].getBytes(StandardCharsets.UTF_8);
+      ctx.output(Outputs.DEAD_LETTERS, Row.of(key, DeadLetters.value(null,
+          "internal: expiry timer at " + timestamp + " for tenant " + user[0] + ": " + e, eventsTopic, null, null)));
+      return;
+    }
+    userState.update(expired.state());
+    ctx.output(Outputs.EXPIRATIONS, Row.of(user[1], payload));
+  }
+
+  @Override
+  public void processBroadcastElement(Row row, Context ctx, Collector<Row> out) throws Exception {
+    BroadcastState<String, String> state = ctx.getBroadcastState(Outputs.RULE_CHANGES);
+    syncRules(state);
+    byte[] key = null;
+    byte[] value = null;
+    Integer partition = null;
+    Long offset = null;
+    String reason;
+    String ruleId = "";
+    try {
+      key = (byte[]) row.getField(0);
+      value = (byte[]) row.getField(1);
+      partition = row.getField(2) == null ? null : ((Number) row.getField(2)).intValue();
+      offset = row.getField(3) == null ? null : ((Number) row.getField(3)).longValue();
+      ruleId = key == null ? "" : new String(key, StandardCharsets.UTF_8);
+      if (ruleId.isEmpty()) {
+        reason = NO_KEY;
+      } else if (ruleId.equals(Outputs.VERSION_KEY)) {
+        reason = RESERVED_KEY;
+      } else {
+        reason = rules.applyChange(ruleId, value);
+      }
+      if (reason != null) reason = "rule: " + reason;
+    } catch (Exception | StackOverflowError e) {
+      internalErrors.inc();
+      reason = "internal: " + e;
+    }
+    rulesVersion += 1;
+    state.put(Outputs.VERSION_KEY, Long.toString(rulesVersion));
+    if (reason == null) {
+      state.put(ruleId, value == null ? "" : new String(value, StandardCharsets.UTF_8));
+    } else if (subtask == 0) {
+      ctx.output(Outputs.DEAD_LETTERS, Row.of(DeadLetters.key(key),
+          DeadLetters.value(value, reason, rulesTopic, partition, offset, key)));
+    }
+  }
+}

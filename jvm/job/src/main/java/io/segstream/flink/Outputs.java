@@ -1,0 +1,45 @@
+package io.segstream.flink;
+
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.OutputTag;
+
+/**
+ * The types and side-output tags of segstream's operators, the Java counterparts of jobs/functions.py
+ * (same tag ids and row layouts, so the Kafka sink tables take them unchanged).
+ */
+public final class Outputs {
+  private Outputs() {}
+
+  /** (k BYTES, v BYTES): a dead letter, for the dead-letters sink table (= DEAD_LETTER_TYPE). */
+  public static final TypeInformation<Row> DEAD_LETTER_TYPE =
+      Types.ROW_NAMED(new String[] {"k", "v"}, Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE));
+  /** (k STRING = user_id, v STRING = JSON): an evaluation or an expiry record (= EVALUATION_TYPE). */
+  public static final TypeInformation<Row> EVALUATION_TYPE =
+      Types.ROW_NAMED(new String[] {"k", "v"}, Types.STRING, Types.STRING);
+  /** (event JSON, evaluation JSON) for the Bigtable mirror (= MIRROR_TYPE, a Python Types.TUPLE). */
+  public static final TypeInformation<Tuple2<String, String>> MIRROR_TYPE = Types.TUPLE(Types.STRING, Types.STRING);
+  /** Valid events between {@link ParseEvents} and {@link EvaluateUsers}. */
+  public static final TypeInformation<ParsedEvent> PARSED_EVENT_TYPE = Types.POJO(ParsedEvent.class);
+  /** The Kafka source rows of both topics: (record_key BYTES, record_value BYTES, record_partition INT,
+   * record_offset BIGINT), as `SELECT record_key, record_value, record_partition, record_offset`
+   * gives them. */
+  public static final TypeInformation<Row> RECORD_TYPE = Types.ROW_NAMED(
+      new String[] {"record_key", "record_value", "record_partition", "record_offset"},
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG);
+
+  public static final OutputTag<Row> DEAD_LETTERS = new OutputTag<>("dead-letters", DEAD_LETTER_TYPE);
+  public static final OutputTag<Row> EXPIRATIONS = new OutputTag<>("expirations", EVALUATION_TYPE);
+  public static final OutputTag<Tuple2<String, String>> MIRROR = new OutputTag<>("bigtable-mirror", MIRROR_TYPE);
+
+  /** The broadcast state of the rules side: rule id -> the rule JSON of an accepted change, or ""
+   * for a deletion, over the initial rules; plus {@link #VERSION_KEY} -> the count of rule records
+   * seen (decimal). Pass it to {@code DataStream.broadcast}. */
+  public static final MapStateDescriptor<String, String> RULE_CHANGES =
+      new MapStateDescriptor<>("rule-changes", Types.STRING, Types.STRING);
+  /** The version entry of {@link #RULE_CHANGES}; a rule record with this key is refused. */
+  public static final String VERSION_KEY = "\u0000version";
+}

@@ -1,0 +1,67 @@
+package io.segstream.flink;
+
+import io.segstream.engine.Event;
+import io.segstream.engine.Events;
+import io.segstream.engine.InvalidEvent;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.streaming.api.functions.ProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+
+/**
+ * The event contract on each Kafka record (jobs/functions.py ParseEvent): a valid event goes on as
+ * a {@link ParsedEvent} keyed by {@link UserKey}; anything else goes to {@link Outputs#DEAD_LETTERS}
+ * as (record key, {@link DeadLetters#value}). A tombstone (null value) is a dead letter with reason
+ * {@link #TOMBSTONE}. Nothing a record holds makes this function throw.
+ *
+ * <p>Input: {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
+ * record_offset). Output: {@link Outputs#PARSED_EVENT_TYPE}. Metric: {@code deadLetters}.
+ */
+public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
+  private static final long serialVersionUID = 1L;
+
+  public static final String TOMBSTONE = "record has no value (a tombstone)";
+
+  private final String topic;
+  private transient Counter deadLetters;
+
+  /** @param topic the events topic, named in dead letters */
+  public ParseEvents(String topic) {
+    this.topic = topic;
+  }
+
+  @Override
+  public void open(OpenContext openContext) {
+    deadLetters = getRuntimeContext().getMetricGroup().counter("deadLetters");
+  }
+
+  @Override
+  public void processElement(Row row, Context ctx, Collector<ParsedEvent> out) {
+    byte[] key = null;
+    byte[] raw = null;
+    Integer partition = null;
+    Long offset = null;
+    String reason;
+    try {
+      key = (byte[]) row.getField(0);
+      raw = (byte[]) row.getField(1);
+      partition = row.getField(2) == null ? null : ((Number) row.getField(2)).intValue();
+      offset = row.getField(3) == null ? null : ((Number) row.getField(3)).longValue();
+      if (raw == null) {
+        reason = TOMBSTONE;
+      } else {
+        Event event = Events.parse(raw);
+        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset));
+        return;
+      }
+    } catch (InvalidEvent e) {
+      reason = e.reason();
+    } catch (RuntimeException | StackOverflowError e) {
+      reason = "internal: " + e;
+    }
+    if (deadLetters != null) deadLetters.inc();
+    ctx.output(Outputs.DEAD_LETTERS,
+        Row.of(DeadLetters.key(key), DeadLetters.value(raw, reason, topic, partition, offset, key)));
+  }
+}

@@ -1,0 +1,47 @@
+package io.segstream.flink;
+
+import java.util.Arrays;
+import java.util.Objects;
+
+/**
+ * A record that passed the event contract, on its way from {@link ParseEvents} to
+ * {@link EvaluateUsers} (a Flink POJO: public fields, no-arg constructor). It carries the original
+ * value, which the evaluator decodes again (the same bytes, so the same event), and where it came
+ * from, so that a record the engine fails on can still be dead-lettered like the original.
+ */
+public class ParsedEvent {
+  /** {@link UserKey#of}(tenant, user_id): the key of keyed state. */
+  public String key;
+  /** The Kafka record key (may be null). */
+  public byte[] recordKey;
+  /** The Kafka record value: one valid event, at most 64 KiB. */
+  public byte[] value;
+  public Integer partition;
+  public Long offset;
+
+  public ParsedEvent() {}
+
+  public ParsedEvent(String key, byte[] recordKey, byte[] value, Integer partition, Long offset) {
+    this.key = key;
+    this.recordKey = recordKey;
+    this.value = value;
+    this.partition = partition;
+    this.offset = offset;
+  }
+
+  @Override
+  public boolean equals(Object o) {
+    return o instanceof ParsedEvent p && Objects.equals(key, p.key) && Arrays.equals(recordKey, p.recordKey)
+        && Arrays.equals(value, p.value) && Objects.equals(partition, p.partition) && Objects.equals(offset, p.offset);
+  }
+
+  @Override
+  public int hashCode() {
+    return Objects.hash(key, Arrays.hashCode(value), partition, offset);
+  }
+
+  @Override
+  public String toString() {
+    return "ParsedEvent{" + key + " @" + partition + "/" + offset + "}";
+  }
+}
