@@ -3,7 +3,7 @@
     cd /work/wt-core && /work/main/.venv/bin/python jvm/engine/src/test/python/generate.py
 
 Deterministic (fixed seeds). Writes:
-  replay_*.jsonl / replay_*.expected.jsonl  scripts for Replay and the Python engine's output (replay.py)
+  replay_*.jsonl / replay_*.expected.jsonl  scripts for Replay and the Python engine's output (segstream/replay.py)
   events.jsonl      raw record (base64) -> parse_record's reason, or the event with typed values
   floats.jsonl      double bits -> msgspec JSON text, repr, distinct digest key's BLAKE2b-8
   catalogues.jsonl  catalogue document -> names, fingerprints, expire_after, or the CatalogueError text
@@ -12,7 +12,6 @@ Deterministic (fixed seeds). Writes:
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import os
@@ -27,7 +26,7 @@ sys.path.insert(0, HERE)
 
 import msgspec  # noqa: E402
 
-import replay  # noqa: E402
+from segstream.replay import python_replay  # noqa: E402
 from operators.catalogue import CatalogueError, parse_catalogue  # noqa: E402
 from operators.events import InvalidEvent, parse_record  # noqa: E402
 from operators.stats import distinct_digest  # noqa: E402
@@ -136,10 +135,8 @@ def replay_script(seed: int, users: int, n: int) -> list[str]:
 def write_replay(name: str, lines: list[str]) -> None:
     with open(os.path.join(OUT, f"replay_{name}.jsonl"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    buf = io.StringIO()
-    replay.run(lines, buf)
     with open(os.path.join(OUT, f"replay_{name}.expected.jsonl"), "w", encoding="utf-8") as f:
-        f.write(buf.getvalue())
+        f.write("".join(line + "\n" for line in python_replay(lines)))
 
 
 def typed(value):

@@ -28,7 +28,7 @@ import java.util.Map;
  * </pre>
  *
  * Per-user state lives in a HashMap keyed by (tenant, user_id). Lines are written with
- * {@link Json}, so they compare byte for byte with src/test/python/replay.py (the Python engine).
+ * {@link Json}, so they compare byte for byte with segstream/replay.py (the Python engine).
  *
  * <p>Rules: {@link #rulesFor} returns a {@link NoRules} (no CEL). To plug in the CEL rule set,
  * change that one line to build it from the catalogue and the initial rules, e.g.
