@@ -110,9 +110,9 @@ def tree_cpu(root: int) -> dict[int, float]:
 
 
 def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions: int,
-              env: dict[str, str] | None = None, what: str = "job") -> Run:
+              env: dict[str, str] | None = None, what: str = "job", log: Path | None = None) -> Run:
     """Run `command` to completion while sampling `output_topic`'s end offsets and the CPU time of
-    the command's process tree twice a second."""
+    the command's process tree twice a second; its stderr goes to `log` if given."""
     samples: list[tuple[float, int]] = []
     cpu: dict[int, float] = {}  # pid -> CPU s at its last sample
     done = threading.Event()
@@ -136,6 +136,8 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     sampler = threading.Thread(target=sample, args=(process.pid,), daemon=True)
     sampler.start()
     _, stderr = process.communicate()
+    if log is not None:
+        log.write_text(stderr)
     wall = time.monotonic() - started
     done.set()
     sampler.join()
