@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -61,49 +62,110 @@ def _settings(env: dict[str, str]):
     return settings
 
 
-@app.command()
-def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
-    settings = _settings(_fresh_topics(bigtable))
-    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
-    produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0)),
-                    total=events)
-    samples: list[tuple[float, int]] = []
-    done = threading.Event()
-    # The partitions' high watermarks: cheap, and exact for the at-least-once sink.
-    watermarks = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-sampler"})
-    partitions = [TopicPartition(topics.evaluations, p) for p in range(settings.kafka.events_partitions)]
+@dataclass
+class Run:
+    """A bounded run of a stream processor over a backlog, seen from its output topic."""
 
-    def sample():
+    outputs: int  # records in the output topic at the end
+    wall: float  # s, start-up included
+    steady: float  # outputs/s from the first output to 95 % of them (steady_rate)
+    # CPU s of the process tree (the job's JVM and Python workers), sampled from /proc twice a second:
+    # misses up to the last half second of each process.
+    cpu: float
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int, started: float) -> float:
+    """Steady state: from the first outputs out to 95 % of them (the tail is batch-granular), so
+    start-up (JVM, job deployment, group join) is excluded."""
+    moving = [(t, n) for t, n in samples if n > 0]
+    first_t, first_n = moving[0] if moving else (started, 0)
+    last_t, last_n = next(((t, n) for t, n in moving if n >= 0.95 * total), moving[-1] if moving else (started, 0))
+    return (last_n - first_n) / (last_t - first_t) if last_t > first_t else float("nan")
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU s (user + system) so far of each live process in `root`'s tree, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: ppid 4, utime 14, stime 15
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in cpu:
+            tree[pid] = cpu[pid]
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions: int,
+              env: dict[str, str] | None = None, what: str = "job", log: Path | None = None) -> Run:
+    """Run `command` to completion while sampling `output_topic`'s end offsets and the CPU time of
+    the command's process tree twice a second; its stderr goes to `log` if given."""
+    samples: list[tuple[float, int]] = []
+    cpu: dict[int, float] = {}  # pid -> CPU s at its last sample
+    done = threading.Event()
+    # The partitions' high watermarks: cheap, and exact for an at-least-once sink.
+    watermarks = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-sampler"})
+    tps = [TopicPartition(output_topic, p) for p in range(partitions)]
+
+    def sample(pid: int):
         while not done.is_set():
+            cpu.update(tree_cpu(pid))
             try:
-                high = sum(watermarks.get_watermark_offsets(tp, timeout=2)[1] for tp in partitions)
+                high = sum(watermarks.get_watermark_offsets(tp, timeout=2)[1] for tp in tps)
                 samples.append((time.monotonic(), high))
             except Exception:  # the topic may answer slowly while the job starts; the next sample counts
                 pass
             done.wait(0.5)
 
     started = time.monotonic()
-    sampler = threading.Thread(target=sample, daemon=True)
+    process = subprocess.Popen(command, env=env if env is not None else os.environ.copy(), cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = threading.Thread(target=sample, args=(process.pid,), daemon=True)
     sampler.start()
-    result = subprocess.run([sys.executable, str(JOB), "--bounded"], env=os.environ.copy(), cwd=PROJECT_ROOT,
-                            capture_output=True, text=True)
+    _, stderr = process.communicate()
+    if log is not None:
+        log.write_text(stderr)
     wall = time.monotonic() - started
     done.set()
     sampler.join()
-    if result.returncode != 0:
-        sys.exit(f"job failed:\n{result.stderr[-3000:]}")
     watermarks.close()
-    total = sum(end_offsets(bootstrap, topics.evaluations).values())
-    # Steady state: from the first evaluations out to 95 % of them (the tail is batch-granular).
-    moving = [(t, n) for t, n in samples if n > 0]
-    first_t, first_n = moving[0] if moving else (started, 0)
-    last_t, last_n = next(((t, n) for t, n in moving if n >= 0.95 * total), moving[-1] if moving else (started, 0))
-    steady = (last_n - first_n) / (last_t - first_t) if last_t > first_t else float("nan")
+    if process.returncode != 0:
+        sys.exit(f"{what} failed:\n{stderr[-3000:]}")
+    total = sum(end_offsets(bootstrap, output_topic).values())
+    return Run(total, wall, steady_rate(samples, total, started), sum(cpu.values()))
+
+
+def run_job_bounded(settings) -> Run:
+    """segstream's job, bounded, over what the events topic holds (settings from the environment)."""
+    return timed_run([sys.executable, str(JOB), "--bounded"], settings.kafka.bootstrap_servers,
+                     settings.kafka.topics.evaluations, settings.kafka.events_partitions)
+
+
+@app.command()
+def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
+    settings = _settings(_fresh_topics(bigtable))
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0)),
+                    total=events)
+    run = run_job_bounded(settings)
     f = settings.flink
     print(f"mode={f.execution_mode} parallelism={f.parallelism} bundle={f.bundle_size}/{f.bundle_time_ms}ms "
           f"bigtable={settings.bigtable.enabled}")
-    print(f"events={events} evaluations={total} wall={wall:.1f}s (start-up included) "
-          f"end-to-end={events / wall:,.0f} ev/s steady-state={steady:,.0f} ev/s")
+    print(f"events={events} evaluations={run.outputs} wall={run.wall:.1f}s (start-up included) "
+          f"end-to-end={events / run.wall:,.0f} ev/s steady-state={run.steady:,.0f} ev/s")
 
 
 @app.command()
