@@ -134,18 +134,14 @@ class KafkaBroker:
         if (pid := self.service.pid()) is not None:
             return pid
         self._classpath()  # fail early and clearly if the runtime is not built
-        for port, what in ((self.o.port, "broker"), (self.o.controller_port, "controller")):
-            if port and not port_is_free(port):
-                raise StackError(f"Kafka {what} port 127.0.0.1:{port} is taken by another process "
-                                 f"(set stack.{'broker' if what == 'broker' else 'controller'}_port)")
-        formatted = (self.data_dir / "meta.properties").exists()
         if not durable and self.home.exists():
             shutil.rmtree(self.home)
-            formatted = False
+        formatted = (self.data_dir / "meta.properties").exists()
         controller_port = self._controller_port()
-        if not port_is_free(controller_port):
-            raise StackError(f"Kafka controller port 127.0.0.1:{controller_port} is taken by another process "
-                             "(set stack.controller_port)")
+        for port, what in ((self.o.port, "broker"), (controller_port, "controller")):
+            if not port_is_free(port):
+                raise StackError(f"Kafka {what} port 127.0.0.1:{port} is taken by another process "
+                                 f"(set stack.{what}_port)")
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "log4j2.properties").write_text(LOG4J2.format(log=self.home / "server.log"))
         self.config_file.write_text(server_properties(self.data_dir, self.o.port, controller_port,
