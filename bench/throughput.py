@@ -8,6 +8,7 @@ and report produce-to-evaluation latency percentiles (seen by a consumer of `eva
 
     .venv/bin/segstream stack up
     .venv/bin/python bench/throughput.py backlog --events 200000 --users 2000
+    .venv/bin/python bench/throughput.py backlog --events 200000 --users 2000 --job both   # + jobs/user_stats_jvm.py
     .venv/bin/python bench/throughput.py latency --rate 1000 --seconds 60
 Flink settings come from conf/ and SEGSTREAM_FLINK__* variables (execution mode, bundle size...).
 """
@@ -30,13 +31,14 @@ from confluent_kafka import Consumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segstream.config import PROJECT_ROOT, load_settings  # noqa: E402
-from segstream.job_process import JOB_SCRIPT  # noqa: E402
+from segstream.job_process import JOB_SCRIPT, JVM_JOB_SCRIPT  # noqa: E402
 from segstream.kafka_admin import end_offsets, ensure_topics, topic_configs, topic_plan  # noqa: E402
 from segstream.produce import Record, TrafficSpec, generate, produce_records  # noqa: E402
 from segstream.testing import wait_for  # noqa: E402
 
 app = typer.Typer(add_completion=False)
 JOB = JOB_SCRIPT
+JVM_JOB = JVM_JOB_SCRIPT
 
 
 def _fresh_topics(bigtable: bool) -> dict[str, str]:
@@ -61,12 +63,41 @@ def _settings(env: dict[str, str]):
     return settings
 
 
+def _job_scripts(job: str, bigtable: bool) -> dict[str, Path]:
+    """`--job`: python (jobs/user_stats.py), jvm (jobs/user_stats_jvm.py) or both, in that order."""
+    if job not in ("python", "jvm", "both"):
+        sys.exit(f"--job must be python, jvm or both, not {job!r}")
+    if job != "python" and bigtable:
+        sys.exit("the JVM job has no Bigtable sink yet: run it without --bigtable")
+    scripts = {"python": JOB, "jvm": JVM_JOB}
+    return scripts if job == "both" else {job: scripts[job]}
+
+
+def _fresh_outputs(run: str) -> None:
+    """Own output topics (and rules topic) for one more job over the same events topic."""
+    for name in ("evaluations", "dead_letters", "rules", "expirations"):
+        os.environ[f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}"] = f"{run}-{name}"
+
+
 @app.command()
-def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
+def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False,
+            job: str = typer.Option("python", help="python, jvm (jobs/user_stats_jvm.py, no Bigtable) or both "
+                                                   "(each over the same events topic)")):
+    scripts = _job_scripts(job, bigtable)
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0)),
                     total=events)
+    for index, (name, script) in enumerate(scripts.items()):
+        if index:
+            _fresh_outputs(f"{topics.events}-{name}")
+            settings = _settings({})
+        print(f"job={name} ({script.relative_to(PROJECT_ROOT)})")
+        _measure_backlog(settings, script, events)
+
+
+def _measure_backlog(settings, script: Path, events: int) -> None:
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     samples: list[tuple[float, int]] = []
     done = threading.Event()
     # The partitions' high watermarks: cheap, and exact for the at-least-once sink.
@@ -85,7 +116,7 @@ def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
     started = time.monotonic()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    result = subprocess.run([sys.executable, str(JOB), "--bounded"], env=os.environ.copy(), cwd=PROJECT_ROOT,
+    result = subprocess.run([sys.executable, str(script), "--bounded"], env=os.environ.copy(), cwd=PROJECT_ROOT,
                             capture_output=True, text=True)
     wall = time.monotonic() - started
     done.set()
