@@ -139,10 +139,13 @@ def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) ->
 # --- launching the job ------------------------------------------------------------------------------
 
 
-def run_job(config_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the job to completion (bounded) in its own process; fail with its output on error."""
+def run_job(config_path: Path, *args: str, timeout: float = 600,
+            script: Path = JOB_SCRIPT) -> subprocess.CompletedProcess:
+    """Run the job to completion (bounded) in its own process; fail with its output on error.
+    `script`: the job entry, jobs/user_stats.py by default (JOB_SCRIPT); JVM_JOB_SCRIPT for
+    jobs/user_stats_jvm.py (both in segstream/job_process.py)."""
     env = {**os.environ, "SEGSTREAM_CONFIG": str(config_path)}
-    result = subprocess.run([sys.executable, str(JOB_SCRIPT), "--bounded", *args], env=env, cwd=PROJECT_ROOT,
+    result = subprocess.run([sys.executable, str(script), "--bounded", *args], env=env, cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (
         f"job failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
