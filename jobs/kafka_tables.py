@@ -9,7 +9,12 @@ columns, stops at explicit offsets (`scan.bounded.mode`), and keeps all of it in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from segstream.config import Settings
+
+if TYPE_CHECKING:
+    from pyflink.table import StreamTableEnvironment
 
 
 def _quote(value: str) -> str:
@@ -93,3 +98,24 @@ def sink_ddl(table: str, topic: str, settings: Settings, key_type: str, value_ty
 ) WITH (
   {_with(options)}
 )"""
+
+
+def create_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> None:
+    """The job's edge tables: sources `events_source` and `rules_source`, sinks `evaluations_sink`,
+    `expirations_sink` (transactional with exactly-once) and `dead_letters_sink`. Bounded: the
+    sources stop at the end offsets found now."""
+    from segstream.kafka_admin import end_offsets
+
+    topics = settings.kafka.topics
+
+    def ends(topic: str) -> dict[int, int] | None:
+        return end_offsets(settings.kafka.bootstrap_servers, topic) if bounded else None
+
+    t_env.execute_sql(source_ddl("events_source", topics.events, settings, "events", ends(topics.events)))
+    t_env.execute_sql(source_ddl("rules_source", topics.rules, settings, "rules", ends(topics.rules)))
+    t_env.execute_sql(sink_ddl("evaluations_sink", topics.evaluations, settings, "STRING", "STRING",
+                               transactional=True))
+    t_env.execute_sql(sink_ddl("expirations_sink", topics.expirations, settings, "STRING", "STRING",
+                               transactional=True))
+    t_env.execute_sql(sink_ddl("dead_letters_sink", topics.dead_letters, settings, "BYTES", "BYTES",
+                               transactional=False))

@@ -36,7 +36,6 @@ from jobs.functions import (  # noqa: E402
 )
 from segstream.config import Settings, load_settings  # noqa: E402
 from segstream.jvm import require  # noqa: E402
-from segstream.kafka_admin import end_offsets  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
 
@@ -44,21 +43,7 @@ JOB_NAME = "segstream-user-stats"
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
           bounded: bool) -> None:
     topics = settings.kafka.topics
-    bootstrap = settings.kafka.bootstrap_servers
-
-    def ends(topic: str) -> dict[int, int] | None:
-        return end_offsets(bootstrap, topic) if bounded else None
-
-    t_env.execute_sql(kafka_tables.source_ddl("events_source", topics.events, settings, "events",
-                                              ends(topics.events)))
-    t_env.execute_sql(kafka_tables.source_ddl("rules_source", topics.rules, settings, "rules",
-                                              ends(topics.rules)))
-    t_env.execute_sql(kafka_tables.sink_ddl("evaluations_sink", topics.evaluations, settings,
-                                            "STRING", "STRING", transactional=True))
-    t_env.execute_sql(kafka_tables.sink_ddl("expirations_sink", topics.expirations, settings,
-                                            "STRING", "STRING", transactional=True))
-    t_env.execute_sql(kafka_tables.sink_ddl("dead_letters_sink", topics.dead_letters, settings,
-                                            "BYTES", "BYTES", transactional=False))
+    kafka_tables.create_tables(t_env, settings, bounded)
 
     records = t_env.to_data_stream(t_env.sql_query(
         "SELECT record_key, record_value, record_partition, record_offset FROM events_source"))

@@ -38,7 +38,6 @@ from jobs.flink_env import create_environments  # noqa: E402
 from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
 from segstream.jvm import require  # noqa: E402
-from segstream.kafka_admin import end_offsets  # noqa: E402
 
 JOB_NAME = "segstream-user-stats-jvm"
 PIPELINE = "io.segstream.flink.Pipeline"
@@ -66,21 +65,7 @@ def rules_json(settings: Settings) -> str:
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
           bounded: bool) -> None:
     topics = settings.kafka.topics
-    bootstrap = settings.kafka.bootstrap_servers
-
-    def ends(topic: str) -> dict[int, int] | None:
-        return end_offsets(bootstrap, topic) if bounded else None
-
-    t_env.execute_sql(kafka_tables.source_ddl("events_source", topics.events, settings, "events",
-                                              ends(topics.events)))
-    t_env.execute_sql(kafka_tables.source_ddl("rules_source", topics.rules, settings, "rules",
-                                              ends(topics.rules)))
-    t_env.execute_sql(kafka_tables.sink_ddl("evaluations_sink", topics.evaluations, settings,
-                                            "STRING", "STRING", transactional=True))
-    t_env.execute_sql(kafka_tables.sink_ddl("expirations_sink", topics.expirations, settings,
-                                            "STRING", "STRING", transactional=True))
-    t_env.execute_sql(kafka_tables.sink_ddl("dead_letters_sink", topics.dead_letters, settings,
-                                            "BYTES", "BYTES", transactional=False))
+    kafka_tables.create_tables(t_env, settings, bounded)
 
     events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("events_source")), RECORD_TYPE)
     rules = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("rules_source")), RECORD_TYPE)
