@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.segstream.engine.rules.RuleError;
 import io.segstream.engine.rules.RuleSet;
-import io.segstream.engine.rules.Rules;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -20,7 +19,7 @@ import java.util.Map;
  *
  * <pre>
  * in:  {"catalogue": {...} or "json text"}   first: the conf/stats.yaml structure
- *      {"rules": [...]}                        initial rules (ignored by NoRules)
+ *      {"rules": [...]}                        the initial rules
  *      {"event": "raw record value"}           or {"event_b64": "..."} for arbitrary bytes
  *      {"rule_change": {"key": "...", "value": "rule json" or null}}
  *      {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
@@ -30,56 +29,14 @@ import java.util.Map;
  * Per-user state lives in a HashMap keyed by (tenant, user_id). Lines are written with
  * {@link Json}, so they compare byte for byte with segstream/replay.py (the Python engine).
  *
- * <p>Rules: {@link #rulesFor} returns a {@link NoRules} (no CEL). To plug in the CEL rule set,
- * change that one line to build it from the catalogue and the initial rules, e.g.
- * {@code return new RuleSet(catalogue, initialRules);} (it must implement {@link RuleChanges}).
+ * <p>Rules: the CEL {@link RuleSet} built from the initial rules; {@code rule_change} lines go to
+ * {@link RuleSet#applyChange(String, String)}.
  */
 public final class Replay {
-  /** A rule set that also takes run-time changes (operators/rules.py RuleSet.apply_change). */
-  public interface RuleChanges extends Rules {
-    /** Apply one record of the rules topic; null, or why it was refused. */
-    String applyChange(String key, String valueOrNull);
-  }
-
-  static final class NoRuleChanges implements RuleChanges {
-    private final NoRules rules = new NoRules();
-
-    @Override
-    public io.segstream.engine.rules.TenantRules forTenant(String tenant) {
-      return rules.forTenant(tenant);
-    }
-
-    @Override
-    public void countErrors(int failed) {
-      rules.countErrors(failed);
-    }
-
-    @Override
-    public String applyChange(String key, String valueOrNull) {
-      return null;  // no rules engine: every change is accepted and has no effect
-    }
-  }
-
-  static RuleChanges rulesFor(Catalogue catalogue, JsonNode initialRules) {
+  static RuleSet rulesFor(Catalogue catalogue, JsonNode initialRules) {
     byte[] rules = (initialRules == null ? "[]" : initialRules.toString()).getBytes(StandardCharsets.UTF_8);
     try {
-      RuleSet set = RuleSet.load("replay", rules, catalogue.names());
-      return new RuleChanges() {
-        @Override
-        public io.segstream.engine.rules.TenantRules forTenant(String tenant) {
-          return set.forTenant(tenant);
-        }
-
-        @Override
-        public void countErrors(int failed) {
-          set.countErrors(failed);
-        }
-
-        @Override
-        public String applyChange(String key, String valueOrNull) {
-          return set.applyChange(key, valueOrNull);
-        }
-      };
+      return RuleSet.load("replay", rules, catalogue.names());
     } catch (RuleError e) {
       throw new IllegalArgumentException("invalid initial rules: " + e.getMessage(), e);
     }
@@ -89,7 +46,7 @@ public final class Replay {
 
   private Catalogue catalogue;
   private JsonNode initialRules;
-  private RuleChanges rules;
+  private RuleSet rules;
   private Evaluator evaluator;
   private final Map<String, byte[]> states = new HashMap<>();
   private final PrintStream out;
