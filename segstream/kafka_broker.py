@@ -60,8 +60,12 @@ class BrokerOptions:
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (= kafka-storage random-uuid)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (= kafka-storage
+    random-uuid). Like Kafka's Uuid.randomUuid, never one starting with '-': the storage tool's
+    argument parser takes `-t -xyz...` for an option (1 format in 64 failed so)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 def server_properties(data_dir: Path, port: int, controller_port: int, transaction_max_timeout_ms: int) -> str:

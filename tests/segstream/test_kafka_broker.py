@@ -165,3 +165,10 @@ def test_a_broker_late_for_its_deadline_is_stopped_and_its_log_shown(tmp_path):
 def test_a_missing_runtime_says_how_to_build_it(tmp_path):
     with pytest.raises(StackError, match="scripts/setup.sh"):
         KafkaBroker(options(tmp_path, lib_dir=tmp_path / "nothing")).start(durable=False)
+
+
+def test_cluster_ids_never_start_with_a_dash():
+    from segstream.kafka_broker import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5_000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
