@@ -254,7 +254,9 @@ def produce_records(bootstrap: str, topic: str, records: Iterable[Record], rate:
         "linger.ms": 20,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 500_000,
-        "enable.idempotence": False,
+        # Idempotent: a retried batch can neither be duplicated nor overtake a later one, so each
+        # partition holds the records in the order they were produced (tests recompute from it).
+        "enable.idempotence": True,
         "message.max.bytes": 2 * MAX_RECORD_BYTES,
     })
     failures: list[str] = []

@@ -278,9 +278,11 @@ def traffic(seed: int, events: int = EVENTS, users: int = USERS) -> list[Record]
     return list(generate(TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=0.005, tenants=2)))
 
 
-def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: int = USERS) -> None:
-    produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, traffic(seed, events, users),
-                    progress=False)
+def produce_traffic(settings: Settings, seed: int, events: int = EVENTS, users: int = USERS) -> list[Record]:
+    """Produce traffic(seed) to the events topic; returns the records, in the order produced."""
+    records = traffic(seed, events, users)
+    produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, records, progress=False)
+    return records
 
 
 class Feed(threading.Thread):

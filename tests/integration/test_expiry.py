@@ -1,6 +1,6 @@
 """Expiry timers across a crash: with `expire_after: 12h` on 34 hours of traffic many users expire,
 some when their next event comes (reported just before its evaluation), the others only by their
-event-time timer. The job runs unbounded, as in production, is killed at a random point and
+event-time timer. The job runs unbounded on live input, as in production, is killed at a random point and
 restored from the latest checkpoint, and runs until the watermark has passed every deadline.
 
 Asserted: every due expiry is written with the exact content (testing.check_expirations), none that
@@ -29,7 +29,9 @@ from segstream.testing import (
     due_expirations,
     events_by_user,
     expiry_id,
-    produce_traffic,
+    feed_while_running,
+    traffic,
+    valid_ids_of,
     write_config,
 )
 
@@ -46,18 +48,13 @@ def test_expiry_across_a_crash_and_restore(job_config, tmp_path):
     data["stats_file"] = str(stats_file)
     settings = write_config(config_path, data)
     seed = 5
-    produce_traffic(settings, seed)
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
-
-    messages = read_topic(bootstrap, topics.events)
-    per_user, _ = events_by_user(messages)
+    records = traffic(seed)
+    # Each user's events in the order produced, which the idempotent producer keeps in the topic.
+    per_user, _ = events_by_user(records)
     catalogue = load_catalogue(stats_file)
     rules = {r["id"]: r for r in yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]}
     lives = {user: reference.lives(events, catalogue.expire_after) for user, events in per_user.items()}
-    required, _ = due_expirations(settings, messages, lives, catalogue, rules)
-    # A user's last life can only be reported by its timer: no later event comes.
-    timer_only = {key for key, record in required.items() if record["seq"] == len(per_user[key[:2]])}
-    assert len(required) > 100 and len(timer_only) > 20, (len(required), len(timer_only))
 
     expirations = TopicWatcher(bootstrap, topics.expirations, record_id=expiry_id)
     evaluations = TopicWatcher(bootstrap, topics.evaluations)
@@ -74,21 +71,39 @@ def test_expiry_across_a_crash_and_restore(job_config, tmp_path):
             slots.append(-(-(greatest + catalogue.expire_after) // resolution) * resolution)
         return life[slots.index(slots[-1])].event_id
 
-    def from_checkpoint(ends_at_kill: dict[int, int]) -> frozenset:
+    def from_checkpoint(ends_at_kill: dict[int, int], timer_only: set) -> frozenset:
         """Timer-only expiries whose timer the restored job did not register itself: it had to come
         back from the checkpoint."""
         def ran_after_restore(event_id: str) -> bool:
             return any(o >= ends_at_kill.get(p, 0) for p, o in evaluations.locations.get(event_id, ()))
         return frozenset(k for k in timer_only if not ran_after_restore(registered_by(k[:2])))
 
+    # Which expiries are due depends on each partition's greatest ts: known once all input is in
+    # the topic, which it is by the time every valid event is evaluated (when this is first asked).
+    required: dict[tuple, dict] = {}
+
+    def every_due_expiry_written() -> bool:
+        if not required:
+            required.update(due_expirations(settings, read_topic(bootstrap, topics.events), lives, catalogue,
+                                            rules)[0])
+        return required.keys() <= expirations.event_ids
+
+    # Live input (as in production), still arriving when the kill falls: the restored job then reads
+    # on in every partition, so its watermark (not in checkpoints: it restarts from each split's
+    # first record) passes every due deadline. Over a backlog read to its end before the restored
+    # checkpoint, the restored sources would go idle at once and no timer would ever fire.
+    feed = feed_while_running(settings, records)
     try:
-        run = crash_and_recover(settings, config_path, tmp_path, seed,
-                                {e.event_id for events in per_user.values() for e in events},
-                                also_wait_for=lambda: required.keys() <= expirations.event_ids, bounded=False)
-        restored = from_checkpoint(run.ends_at_kill)
+        run = crash_and_recover(settings, config_path, tmp_path, seed, valid_ids_of(records),
+                                also_wait_for=every_due_expiry_written, bounded=False)
+        feed.join(60)
+        # A user's last life can only be reported by its timer: no later event comes.
+        timer_only = {key for key, record in required.items() if record["seq"] == len(per_user[key[:2]])}
+        restored = from_checkpoint(run.ends_at_kill, timer_only)
     finally:
         expirations.close()
         evaluations.close()
+    assert len(required) > 100 and len(timer_only) > 20, (len(required), len(timer_only))
     print(f"\n{run}")
     assert run.mid_stream, f"the kill did not fall mid-stream: {run}"
     assert restored, f"no timer had to come from the checkpoint: the kill proves nothing about timers ({run})"
