@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segstream.config import PROJECT_ROOT, load_settings  # noqa: E402
-from segstream.job_process import JOB_SCRIPT, JVM_JOB_SCRIPT  # noqa: E402
+from segstream.job_process import JOB_SCRIPT  # noqa: E402
 from segstream.kafka_admin import end_offsets, ensure_topics, topic_configs, topic_plan  # noqa: E402
 from segstream.produce import Record, TrafficSpec, generate, produce_records  # noqa: E402
 from segstream.testing import wait_for  # noqa: E402
@@ -154,32 +154,17 @@ def run_job_bounded(settings, script: Path = JOB) -> Run:
                      settings.kafka.topics.evaluations, settings.kafka.events_partitions)
 
 
-JOBS = {"python": JOB, "jvm": JVM_JOB_SCRIPT}
-
-
 @app.command()
-def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False,
-            job: str = typer.Option("python", help="python (jobs/user_stats.py), jvm (jobs/user_stats_jvm.py, "
-                                                   "no Bigtable sink yet) or both, over the same events")):
-    if job not in (*JOBS, "both"):
-        sys.exit(f"--job must be python, jvm or both, not {job!r}")
-    if job != "python" and bigtable:
-        sys.exit("the JVM job has no Bigtable sink yet: run it without --bigtable")
+def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0)),
                     total=events)
     f = settings.flink
-    print(f"mode={f.execution_mode} parallelism={f.parallelism} bundle={f.bundle_size}/{f.bundle_time_ms}ms "
-          f"bigtable={settings.bigtable.enabled}")
-    for index, name in enumerate(JOBS if job == "both" else [job]):
-        if index:  # the next job reads the same events into outputs of its own
-            for topic in ("evaluations", "dead_letters", "rules", "expirations"):
-                os.environ[f"SEGSTREAM_KAFKA__TOPICS__{topic.upper()}"] = f"{topics.events}-{name}-{topic}"
-            settings = _settings({})
-        run = run_job_bounded(settings, JOBS[name])
-        print(f"job={name} events={events} evaluations={run.outputs} wall={run.wall:.1f}s (start-up included) "
-              f"end-to-end={events / run.wall:,.0f} ev/s steady-state={run.steady:,.0f} ev/s")
+    print(f"parallelism={f.parallelism} buffer_timeout={f.buffer_timeout_ms}ms bigtable={settings.bigtable.enabled}")
+    run = run_job_bounded(settings)
+    print(f"events={events} evaluations={run.outputs} wall={run.wall:.1f}s (start-up included) "
+          f"end-to-end={events / run.wall:,.0f} ev/s steady-state={run.steady:,.0f} ev/s")
 
 
 @app.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import site
 import sys
 from pathlib import Path
 
@@ -19,13 +18,11 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
     config = Configuration()
     options = {
         "pipeline.jars": ";".join(p.resolve().as_uri() for p in jars),
-        # Without these the Python worker is looked up as plain `python`, outside the venv.
+        # The job has no Python operator; these only keep any Python process PyFlink starts
+        # (e.g. `flink run -py`'s client) in this venv rather than a plain `python`.
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
-        "python.execution-mode": f.execution_mode,
-        "python.fn-execution.bundle.size": str(f.bundle_size),
-        "python.fn-execution.bundle.time": str(f.bundle_time_ms),
-        "python.state.cache-size": str(f.state_cache_size),
+        "execution.buffer-timeout.interval": f"{f.buffer_timeout_ms} ms",
         "state.backend.type": f.state_backend,
         "execution.checkpointing.incremental": "true",
         "execution.checkpointing.interval": f"{f.checkpoint_interval_ms} ms",
@@ -54,22 +51,8 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
     return config
 
 
-def export_python_path() -> None:
-    """Make the venv and the project importable for Python workers started by the JVM.
-
-    In thread mode the embedded interpreter (pemja) does not see the venv's site-packages
-    ("No module named 'pemja'") unless PYTHONPATH names them; the JVM inherits our environment.
-    """
-    project_root = str(Path(__file__).resolve().parent.parent)
-    preload = str(Path(__file__).resolve().parent / "preload")  # sitecustomize: see its docstring
-    entries = [preload, project_root, *site.getsitepackages()]
-    current = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join(entries + ([current] if current else []))
-
-
 def create_environments(settings: Settings, jars: list[Path], savepoint: str | None = None
                         ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
-    export_python_path()
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings, jars, savepoint))
     env.set_parallelism(settings.flink.parallelism)
     t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())

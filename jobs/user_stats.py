@@ -2,8 +2,15 @@
 
     Kafka `events` ──► parse-validate ──► key_by(tenant, user) ──► evaluate-user ──► Kafka `evaluations`
                           │ invalid                                 ▲   │ (RocksDB keyed state)
-                          ▼                                         │   └──► Bigtable mirror (events, profiles)
+                          ▼                                         │   ├──► Kafka `expirations`
                  Kafka `dead-letters` ◄── invalid rules ◄── Kafka `rules` (broadcast)
+                                                                        └──► Bigtable mirror (events, profiles)
+
+No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.Pipeline, running
+the JVM engine of jvm/engine). This script only declares the Kafka tables (jobs/kafka_tables.py),
+hands their streams to the Pipeline over py4j (jobs/jvm_bridge.py) and the Java streams back to
+the sink tables. The Python engine (operators/) is the reference the JVM engine is tested against
+(tests/segstream/test_differential.py).
 
 Run on the embedded MiniCluster with `python jobs/user_stats.py [--bounded]`, or submit unchanged
 with `flink run -py jobs/user_stats.py` (see README, Operations).
@@ -12,32 +19,45 @@ with `flink run -py jobs/user_stats.py` (see README, Operations).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 # `flink run -py` executes this file as a script: make the project packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import yaml  # noqa: E402
 from pyflink.common import Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
-from jobs import kafka_tables, timer_safe  # noqa: E402
+from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import create_environments  # noqa: E402
-from jobs.functions import (  # noqa: E402
-    DEAD_LETTERS,
-    EVALUATION_TYPE,
-    EXPIRATIONS,
-    KEYED_EVENT_TYPE,
-    MIRROR,
-    RULE_CHANGES,
-    EvaluateUser,
-    ParseEvent,
-)
+from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
 from segstream.jvm import require  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
+PIPELINE = "io.segstream.flink.Pipeline"
+
+_BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+# = io.segstream.flink.Outputs.RECORD_TYPE: the columns of the source query below.
+RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset"],
+                              [_BYTES, _BYTES, Types.INT(), Types.LONG()])
+RECORD_QUERY = "SELECT record_key, record_value, record_partition, record_offset FROM {}"
+
+
+def catalogue_json(settings: Settings) -> str:
+    """conf/stats.yaml as JSON (Catalogue.parseJson takes the same structure)."""
+    return json.dumps(yaml.safe_load(settings.path(settings.stats_file).read_text(encoding="utf-8")))
+
+
+def rules_json(settings: Settings) -> str:
+    """The initial rules of conf/rules.yaml (its `rules:` list) as a JSON array."""
+    data = yaml.safe_load(settings.path(settings.rules_file).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("rules") or [], list):
+        raise SystemExit(f"{settings.rules_file}: expected a mapping with a `rules:` list")
+    return json.dumps(data.get("rules") or [])
 
 
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
@@ -45,32 +65,17 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     topics = settings.kafka.topics
     kafka_tables.create_tables(t_env, settings, bounded)
 
-    records = t_env.to_data_stream(t_env.sql_query(
-        "SELECT record_key, record_value, record_partition, record_offset FROM events_source"))
-    parsed = (records.process(ParseEvent(topics.events), output_type=KEYED_EVENT_TYPE)
-              .name("parse-validate").uid("parse-validate"))
-
-    rule_changes = t_env.to_data_stream(t_env.sql_query(
-        "SELECT record_key, record_value, record_partition, record_offset FROM rules_source"))
-    mirror = settings.bigtable.enabled
-    evaluated = (parsed.key_by(lambda e: e[0], key_type=Types.STRING())
-                 .connect(rule_changes.broadcast(RULE_CHANGES))
-                 .process(EvaluateUser(str(settings.path(settings.stats_file)),
-                                       str(settings.path(settings.rules_file)),
-                                       topics.rules, mirror),
-                          output_type=EVALUATION_TYPE)
-                 .name("evaluate-user").uid("evaluate-user"))
-
-    dead_letters = parsed.get_side_output(DEAD_LETTERS).union(evaluated.get_side_output(DEAD_LETTERS))
-    if mirror:
-        from jobs.bigtable_sink import attach_bigtable_sink
-
-        attach_bigtable_sink(evaluated.get_side_output(MIRROR), settings.bigtable)
+    events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("events_source")), RECORD_TYPE)
+    rules = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("rules_source")), RECORD_TYPE)
+    # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
+    # the problem); the operators get them as JSON strings.
+    pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
+                                          catalogue_json(settings), rules_json(settings), False)
 
     statements = t_env.create_statement_set()
-    statements.add_insert("evaluations_sink", t_env.from_data_stream(evaluated))
-    statements.add_insert("expirations_sink", t_env.from_data_stream(evaluated.get_side_output(EXPIRATIONS)))
-    statements.add_insert("dead_letters_sink", t_env.from_data_stream(dead_letters))
+    statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(pipeline.evaluations())))
+    statements.add_insert("expirations_sink", t_env.from_data_stream(python_stream(pipeline.expirations())))
+    statements.add_insert("dead_letters_sink", t_env.from_data_stream(python_stream(pipeline.deadLetters())))
     statements.attach_as_datastream()
 
 
@@ -84,12 +89,11 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(args.config)
     bounded = args.bounded or settings.bounded
-    # segstream's operator with the Kafka connector (jvm/job), built by scripts/setup.sh.
+    # The operators and the Kafka connector (jvm/job), built by scripts/setup.sh.
     jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
     env, t_env = create_environments(settings, jars, args.savepoint)
     build(env, t_env, settings, bounded)
-    # Expiry timers must be in every checkpoint: see jobs/timer_safe.py.
-    timer_safe.execute(env, JOB_NAME)
+    env.execute(JOB_NAME)
 
 
 if __name__ == "__main__":

@@ -61,15 +61,10 @@ class FlinkConfig(BaseModel):
     # Key groups: the most parallelism keyed state can ever be rescaled to. Fixed by the first
     # savepoint; changing it later orphans all keyed state, so it is set here, not derived.
     max_parallelism: int = 128
-    execution_mode: Literal["thread", "process"] = "process"
-    # Python bundles: a bundle ends after bundle_size elements or bundle_time_ms, whichever comes
-    # first. Bigger bundles mean fewer JVM<->Python round trips but later evaluations
-    # (docs/benchmarks.md, "Tuning").
-    bundle_size: int = 1000
-    bundle_time_ms: int = 100
-    # Users' state blobs the Python worker keeps between bundles (python.state.cache-size): a hit
-    # saves a blocking state read from the JVM. About 1-3 KB each.
-    state_cache_size: int = 10_000
+    # execution.buffer-timeout.interval: the longest a record waits in a network buffer that is
+    # not full before it is sent on. Flink's default (100 ms) alone would miss the latency target
+    # at a moderate rate; lower costs some throughput (docs/benchmarks.md, "Latency").
+    buffer_timeout_ms: int = 5
     state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000

@@ -21,8 +21,6 @@ from segstream.errors import StackError
 from segstream.waiting import wait_for
 
 JOB_SCRIPT = PROJECT_ROOT / "jobs" / "user_stats.py"
-# The same job with the per-event path on the JVM engine (no Bigtable mirror yet).
-JVM_JOB_SCRIPT = PROJECT_ROOT / "jobs" / "user_stats_jvm.py"
 # Extra Flink options for a local job run, one `key: value` per line (read by jobs/flink_env.py),
 # e.g. `rest.port: 8081` so that `segstream job stop --savepoint` can reach the MiniCluster.
 FLINK_PROPERTIES_ENV = "SEGSTREAM_FLINK_PROPERTIES"

@@ -142,8 +142,7 @@ def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) ->
 def run_job(config_path: Path, *args: str, timeout: float = 600,
             script: Path = JOB_SCRIPT) -> subprocess.CompletedProcess:
     """Run the job to completion (bounded) in its own process; fail with its output on error.
-    `script`: the job entry, jobs/user_stats.py by default (JOB_SCRIPT); JVM_JOB_SCRIPT for
-    jobs/user_stats_jvm.py (both in segstream/job_process.py)."""
+    `script`: the job entry, jobs/user_stats.py by default (JOB_SCRIPT)."""
     env = {**os.environ, "SEGSTREAM_CONFIG": str(config_path)}
     result = subprocess.run([sys.executable, str(script), "--bounded", *args], env=env, cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=timeout)

@@ -128,8 +128,8 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
             shutil.rmtree(root, ignore_errors=True)
 
     f = settings.flink
-    print(f"{events:,} events, {users:,} users, invalid ratio {invalid_ratio}; segstream: {f.execution_mode} mode, "
-          f"parallelism {f.parallelism}, bundle {f.bundle_size}/{f.bundle_time_ms} ms, {f.state_backend}; "
+    print(f"{events:,} events, {users:,} users, invalid ratio {invalid_ratio}; segstream: JVM engine, "
+          f"parallelism {f.parallelism}, buffer timeout {f.buffer_timeout_ms} ms, {f.state_backend}; "
           f"quix: one process, RocksDB")
     print(summary)
     rows: list[tuple[str, Run]] = [("Quix Streams 3.28.1 + engine", peer), ("segstream (Flink job)", job)]

@@ -6,18 +6,19 @@ import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
 import org.apache.flink.types.Row;
 
 /**
- * The two operators wired as jobs/user_stats.py wires the Python ones, for a caller on py4j:
+ * segstream's two operators wired for jobs/user_stats.py, a caller on py4j:
  * {@code Pipeline.build(eventRecords, ruleRecords, ...)} then the four streams for the sinks.
  * Inputs are {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
  * record_offset) of the events and rules source tables.
  *
- * <p>Operator uids are {@value #PARSE_UID} and {@value #EVALUATE_UID}, not the Python operators'
- * ("parse-validate", "evaluate-user"): their state has other serializers and another key layout,
- * so a savepoint of the Python job must not be mapped onto them.
+ * <p>Operator uids are {@value #PARSE_UID} and {@value #EVALUATE_UID}, as in the former Python
+ * job, and never change (savepoints map state by uid). A savepoint of that Python job does not
+ * restore into this one: its states of the same names ("user", "rule-changes") hold pickled
+ * values, and Flink refuses the restore as a serializer incompatibility (docs/operations.md).
  */
 public final class Pipeline {
-  public static final String PARSE_UID = "parse-events";
-  public static final String EVALUATE_UID = "evaluate-users";
+  public static final String PARSE_UID = "parse-validate";
+  public static final String EVALUATE_UID = "evaluate-user";
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
