@@ -195,6 +195,7 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
     try:
         # The job's start-up is not latency: one warm-up event, and the clock runs once it is evaluated.
         warm_up = next(iter(generate(TrafficSpec(events=1, users=1, invalid_ratio=0, seed=-1))))
+        assert warm_up.value is not None  # generate() makes no tombstones
         sent_at[msgspec.json.decode(warm_up.value)["event_id"]] = time.time()
         produce_records(bootstrap, topics.events, [warm_up], progress=False)
         wait_for(lambda: latencies or job.poll() is not None, 300, "the warm-up event's evaluation", 0.2)

@@ -108,6 +108,8 @@ def _decode(raw: str | bytes | Mapping) -> object:
         raise RuleError("rule is not UTF-8") from None
     except (json.JSONDecodeError, TypeError) as exc:
         raise RuleError(f"rule is not JSON: {exc}") from None
+    except RecursionError:
+        raise RuleError("rule is not JSON: nested too deep") from None
     if not isinstance(data, dict):
         raise RuleError(f"rule must be a JSON object, got {type(data).__name__}")
     return data

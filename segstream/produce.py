@@ -66,7 +66,7 @@ def default_span_ms(events: int) -> int:
 
 class Record(NamedTuple):
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     timestamp: int | None  # Kafka record timestamp = event time, so Flink needs no Python timestamp assigner
 
 
@@ -247,8 +247,12 @@ def read_jsonl(path: Path) -> Iterator[Record]:
 
 
 def produce_records(bootstrap: str, topic: str, records: Iterable[Record], rate: float = 0,
-                    total: int | None = None, progress: bool = True) -> int:
-    """Send records (keyed, timestamped); wait until every one is acknowledged; raise on any failure."""
+                    total: int | None = None, progress: bool = True,
+                    max_message_bytes: int = 2 * MAX_RECORD_BYTES) -> int:
+    """Send records (keyed, timestamped); wait until every one is acknowledged; raise on any failure.
+    `max_message_bytes`: the producer's message.max.bytes (twice the contract's record limit, so
+    that oversized records can be sent to test the job; raise it, and the topic's
+    max.message.bytes, for bigger ones)."""
     producer = Producer({
         "bootstrap.servers": bootstrap,
         "linger.ms": 20,
@@ -257,7 +261,7 @@ def produce_records(bootstrap: str, topic: str, records: Iterable[Record], rate:
         # Idempotent: a retried batch can neither be duplicated nor overtake a later one, so each
         # partition holds the records in the order they were produced (tests recompute from it).
         "enable.idempotence": True,
-        "message.max.bytes": 2 * MAX_RECORD_BYTES,
+        "message.max.bytes": max_message_bytes,
     })
     failures: list[str] = []
 

@@ -34,6 +34,7 @@ misbehaves (bench/chaos.py tells the two apart).
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import socket
@@ -203,6 +204,49 @@ def assert_dead_letters_are(settings: Settings, invalid: list[Message]) -> list[
             for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.dead_letters)]
     assert {(d["partition"], d["offset"]) for d in dead} == {(m.partition, m.offset) for m in invalid}
     return dead
+
+
+def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, dict]:
+    """The Python engine's evaluation (segstream/replay.py) of every valid event among `inputs`
+    (the events topic read back: partition then offset order, each user's order in the job), with
+    the catalogue and initial rules of `settings`, by event_id; no rule changes, no expiry timers
+    (an expiry shows in the next evaluation of its user all the same). The evaluations carry no
+    `rules_version`: that depends on how rule records interleave with events in the job."""
+    from segstream.replay import python_replay
+
+    catalogue = yaml.safe_load(settings.path(settings.stats_file).read_text())
+    rules = yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]
+    script = [msgspec.json.encode({"catalogue": catalogue}).decode(), msgspec.json.encode({"rules": rules}).decode()]
+    per_user: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
+    for m in inputs:
+        try:
+            event = parse_record(m.value)
+        except InvalidEvent:
+            continue
+        assert m.value is not None  # parse_record refuses tombstones
+        per_user[(event.tenant, event.user_id)].append((event.event_id, m.value))
+    order = []
+    for user_events in per_user.values():
+        for event_id, raw in user_events:
+            script.append(msgspec.json.encode({"event_b64": base64.b64encode(raw).decode()}).decode())
+            order.append(event_id)
+    expected = [msgspec.json.decode(line) for line in python_replay(script)]
+    assert all("evaluation" in x for x in expected), "the Python engine expired or refused an event"
+    assert len(expected) == len(order)
+    return {event_id: x["evaluation"] for event_id, x in zip(order, expected, strict=True)}
+
+
+def assert_evaluations_are_python(settings: Settings, inputs: list[Message], decoded: list[dict]) -> None:
+    """`decoded` (the evaluations topic, decoded) holds exactly one evaluation per valid event of
+    `inputs`, each equal to the Python engine's apart from rules_version (python_evaluations)."""
+    expected = python_evaluations(settings, inputs)
+    ids = [d["event_id"] for d in decoded]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} events evaluated twice"
+    assert set(ids) == set(expected), (f"{len(set(expected) - set(ids))} valid events not evaluated, "
+                                       f"{len(set(ids) - set(expected))} unknown ones evaluated")
+    for d in decoded:
+        actual = {k: v for k, v in d.items() if k != "rules_version"}
+        assert actual == expected[d["event_id"]], d["event_id"]
 
 
 def stored_event_rows(settings: Settings) -> list[bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import Counter, defaultdict
 
 import msgspec
 import pytest
@@ -18,7 +17,7 @@ from operators.events import InvalidEvent, parse_record
 from segstream.kafka_admin import read_topic, value_of
 from segstream.produce import Record, TrafficSpec, generate, produce_records
 from segstream.replay import python_replay
-from segstream.testing import events_by_user, run_job, write_config
+from segstream.testing import assert_evaluations_are_python, events_by_user, run_job, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -45,40 +44,16 @@ def test_jvm_job_evaluates_like_the_python_engine(job_config, tmp_path):
     per_user, invalid = events_by_user(inputs)
     assert len(inputs) == EVENTS and len(per_user) >= 300 and invalid
 
-    # Exactly one evaluation per valid event, keyed by user id.
+    # Exactly one evaluation per valid event, keyed by user id, each equal to the Python engine's over
+    # the user's events in partition order.
     evaluations = read_topic(bootstrap, topics.evaluations)
     decoded = [msgspec.json.decode(value_of(m)) for m in evaluations]
-    counts = Counter(d["event_id"] for d in decoded)
-    assert set(counts) == {e.event_id for events in per_user.values() for e in events}
-    assert max(counts.values()) == 1, "an event was evaluated twice"
+    assert_evaluations_are_python(settings, inputs, decoded)
     for m, d in zip(evaluations, decoded, strict=True):
         assert m.key == d["user_id"].encode()
     # The one rule record (refused) counts wherever it fell among the events.
     assert {d["rules_version"] for d in decoded} <= {0, 1}
     assert read_topic(bootstrap, topics.expirations) == []  # 90d expiry, three days of traffic
-
-    # Each evaluation equals the Python engine's over the user's events in partition order.
-    catalogue = yaml.safe_load(settings.path(settings.stats_file).read_text())
-    rules = yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]
-    script = [json.dumps({"catalogue": catalogue}), json.dumps({"rules": rules})]
-    raw_per_user: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
-    for m in inputs:  # partition then offset order: each user's order in the job
-        try:
-            event = parse_record(value_of(m))
-        except InvalidEvent:
-            continue
-        raw_per_user[(event.tenant, event.user_id)].append((event.event_id, value_of(m)))
-    order = []
-    for user_events in raw_per_user.values():
-        for event_id, raw in user_events:
-            script.append(json.dumps({"event_b64": base64.b64encode(raw).decode()}))
-            order.append(event_id)
-    by_id = {d["event_id"]: {k: v for k, v in d.items() if k != "rules_version"} for d in decoded}
-    expected = [json.loads(line) for line in python_replay(script)]
-    assert all("evaluation" in x for x in expected), "the Python engine expired or refused an event"
-    assert len(expected) == len(order)
-    for event_id, x in zip(order, expected, strict=True):
-        assert by_id[event_id] == x["evaluation"], event_id
 
     # Every invalid record dead-lettered once, with the reason the Python contract gives, and nothing
     # else; the refused rule too.
@@ -95,7 +70,9 @@ def test_jvm_job_evaluates_like_the_python_engine(job_config, tmp_path):
         assert d["reason"] == str(refused.value)
     rule_dead = [d for d in dead if d["topic"] == topics.rules]
     assert len(rule_dead) == 1 and len(dead) == len(event_dead) + 1
-    expected_rule = python_replay([script[0], script[1], json.dumps(
+    catalogue = yaml.safe_load(settings.path(settings.stats_file).read_text())
+    rules = yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]
+    expected_rule = python_replay([json.dumps({"catalogue": catalogue}), json.dumps({"rules": rules}), json.dumps(
         {"rule_change": {"key": BAD_RULE.key.decode(), "value": BAD_RULE.value.decode()}})])
     assert [json.loads(line) for line in expected_rule] == [{"dead_letter": rule_dead[0]["reason"]}]
     assert base64.b64decode(rule_dead[0]["original_b64"]) == BAD_RULE.value

@@ -22,9 +22,10 @@ import java.util.Map;
  * The event contract (docs/events.md): decoding and validation of one Kafka record value, as
  * operators/events.py {@code parse_record} does it with msgspec. Reasons are Python's where the
  * cause is the same ({@code schema: Expected `int`, got `str` - at `$.ts`}, {@code user_id is
- * empty}, ...). Stricter than Python where Python fails with an uncaught exception instead of a
- * dead letter: invalid UTF-8 anywhere (Python: UnicodeDecodeError, or accepted inside an ignored
- * field), nesting deeper than {@link #MAX_DEPTH} (Python: RecursionError).
+ * empty}, ...): segstream/hostile.py's corpus checks that through the job
+ * (tests/integration/test_hostile_input.py). Invalid UTF-8 anywhere and nesting deeper than
+ * {@link #MAX_DEPTH} are refused by both (Python checks them itself: msgspec alone would accept
+ * the one in ignored fields and raise RecursionError on the other).
  *
  * <p>Values: JSON integers in the signed 64-bit range are {@code Long}, larger ones
  * {@code BigInteger} (kept, as msgspec keeps Python ints; stats skip them); other numbers
@@ -36,6 +37,12 @@ public final class Events {
 
   public static final int MAX_RECORD_BYTES = 64 * 1024;
   public static final int MAX_USER_ID_BYTES = 256;
+  /** The longest event_id, tenant and name (UTF-8 bytes): with user_id's cap, a Bigtable row key
+   * (docs/bigtable.md) stays far below Bigtable's 4 KiB limit even with every byte escaped. */
+  public static final int MAX_FIELD_BYTES = 256;
+  /** The longest integer (characters, sign included) accepted where the contract decodes one
+   * ({@code ts}, {@code values}): msgspec refuses longer ones (Python's int_max_str_digits). */
+  public static final int MAX_INT_CHARS = 4300;
   /** The latest event time accepted (= operators/events.py MAX_TS): 9999-12-31T23:59:59.999Z. */
   public static final long MAX_TS = 253_402_300_799_999L;
   private static final java.math.BigInteger MAX_TS_BIG = java.math.BigInteger.valueOf(MAX_TS);
@@ -81,7 +88,7 @@ public final class Events {
       if (t != JsonToken.START_OBJECT) throw schema("Expected `object`, got `" + kind(p, t) + "`", null);
       while ((t = p.nextToken()) != JsonToken.END_OBJECT) {
         String key = p.currentName();
-        checkSurrogates(key, p, raw);
+        checkSurrogates(key, p, raw, false);
         t = p.nextToken();
         switch (key) {
           case "event_id" -> f.eventId = string(p, raw, t, "$.event_id");
@@ -121,14 +128,24 @@ public final class Events {
     }
     String tenant = f.tenant == null ? DEFAULT_TENANT : f.tenant;
     if (tenant.isEmpty()) throw new InvalidEvent("tenant is empty");
+    checkLength("tenant", tenant);
     if (f.eventId.isEmpty()) throw new InvalidEvent("event_id is empty");
+    checkLength("event_id", f.eventId);
     if (f.name.isEmpty()) throw new InvalidEvent("name is empty");
+    checkLength("name", f.name);
     if (f.ts.signum() < 0) throw new InvalidEvent("ts is negative");
     if (f.ts.compareTo(MAX_TS_BIG) > 0) {
       throw new InvalidEvent("ts is after " + MAX_TS + " (9999-12-31T23:59:59.999Z)");
     }
     Map<String, Object> values = f.values == null ? Map.of() : f.values;
     return new Event(f.eventId, tenant, f.userId, f.ts.longValue(), f.name, values);
+  }
+
+  private static void checkLength(String field, String value) throws InvalidEvent {
+    // Cheap first: a string of n chars is at most 3n UTF-8 bytes (a surrogate pair: 4 for 2).
+    if (value.length() * 3 > MAX_FIELD_BYTES && value.getBytes(StandardCharsets.UTF_8).length > MAX_FIELD_BYTES) {
+      throw new InvalidEvent(field + " is over " + MAX_FIELD_BYTES + " bytes");
+    }
   }
 
   private static final class Fields {
@@ -140,16 +157,19 @@ public final class Events {
   private static String string(JsonParser p, byte[] raw, JsonToken t, String at) throws IOException, InvalidEvent {
     if (t != JsonToken.VALUE_STRING) throw schema("Expected `str`, got `" + kind(p, t) + "`", at);
     String s = p.getText();
-    checkSurrogates(s, p, raw);
+    checkSurrogates(s, p, raw, false);
     return s;
   }
 
   private static BigInteger ts(JsonParser p, byte[] raw, JsonToken t) throws IOException, InvalidEvent {
-    if (t == JsonToken.VALUE_NUMBER_INT) return p.getBigIntegerValue();
+    if (t == JsonToken.VALUE_NUMBER_INT) {
+      if (p.getTextLength() > MAX_INT_CHARS) throw schema("Integer value out of range", "$.ts");
+      return p.getBigIntegerValue();
+    }
     if (t == JsonToken.VALUE_NUMBER_FLOAT && Double.isInfinite(p.getDoubleValue())) {
       throw schema("Number out of range", "$.ts");
     }
-    if (t == JsonToken.VALUE_STRING) checkSurrogates(p.getText(), p, raw);
+    if (t == JsonToken.VALUE_STRING) checkSurrogates(p.getText(), p, raw, false);
     throw schema("Expected `int`, got `" + kind(p, t) + "`", "$.ts");
   }
 
@@ -158,18 +178,21 @@ public final class Events {
     Map<String, Object> values = new LinkedHashMap<>();
     while (p.nextToken() != JsonToken.END_OBJECT) {
       String key = p.currentName();
-      checkSurrogates(key, p, raw);
+      checkSurrogates(key, p, raw, false);
       JsonToken v = p.nextToken();
       Object value = switch (v) {
         case VALUE_STRING -> {
           String s = p.getText();
-          checkSurrogates(s, p, raw);
+          checkSurrogates(s, p, raw, false);
           yield s;
         }
-        case VALUE_NUMBER_INT -> switch (p.getNumberType()) {
-          case INT, LONG -> p.getLongValue();
-          default -> p.getBigIntegerValue();
-        };
+        case VALUE_NUMBER_INT -> {
+          if (p.getTextLength() > MAX_INT_CHARS) throw schema("Integer value out of range", "$.values[...]");
+          yield switch (p.getNumberType()) {
+            case INT, LONG -> p.getLongValue();
+            default -> p.getBigIntegerValue();
+          };
+        }
         case VALUE_NUMBER_FLOAT -> {
           double d = p.getDoubleValue();
           if (Double.isInfinite(d)) throw schema("Number out of range", "$.values[...]");
@@ -191,7 +214,7 @@ public final class Events {
     while (true) {
       if (t == JsonToken.START_OBJECT || t == JsonToken.START_ARRAY) depth++;
       else if (t == JsonToken.END_OBJECT || t == JsonToken.END_ARRAY) depth--;
-      else if (t == JsonToken.VALUE_STRING || t == JsonToken.FIELD_NAME) checkSurrogates(p.getText(), p, raw);
+      else if (t == JsonToken.VALUE_STRING || t == JsonToken.FIELD_NAME) checkSurrogates(p.getText(), p, raw, true);
       if (depth == 0) return;
       t = p.nextToken();
       if (t == null) throw new JsonEOFException(p, null, "truncated");
@@ -230,7 +253,9 @@ public final class Events {
     if (m.contains("Unrecognized character escape")) return malformed("invalid escape character in string", at + 1);
     if (m.startsWith("Non-standard token '")) {
       int close = m.indexOf('\'', 20);
-      return malformed("invalid character", at - (close > 20 ? close - 20 : 0));
+      // msgspec: at the token's first byte, but after a '-' (as for any '-' not followed by a digit)
+      int minus = m.startsWith("Non-standard token '-") ? 1 : 0;
+      return malformed("invalid character", at - (close > 20 ? close - 20 : 0) + minus);
     }
     if (m.contains("('+' (code 43))")) return malformed("invalid character", at - 1);
     if (m.contains("Unexpected character ('}'") && m.contains("start field name")) {
@@ -264,20 +289,23 @@ public final class Events {
 
   /** msgspec refuses lone surrogate escapes ({@code "\ud800"}); Jackson decodes them. The reason
    * is msgspec's: a high surrogate not followed by an escape is "Input data was truncated", any other
-   * lone surrogate "invalid utf-16 surrogate pair" at the escape's last byte. */
-  private static void checkSurrogates(String s, JsonParser p, byte[] raw) throws InvalidEvent {
+   * lone surrogate "invalid utf-16 surrogate pair" at the escape's last byte; a high surrogate
+   * followed by six bytes or more that are no {@code \\u} escape is "unexpected end of escaped
+   * utf-16 surrogate pair" in a string msgspec decodes, "unexpected end of hex escape" in one it
+   * skips ({@code skipped}: inside an ignored field). */
+  private static void checkSurrogates(String s, JsonParser p, byte[] raw, boolean skipped) throws InvalidEvent {
     for (int i = 0; i < s.length(); i++) {
       char c = s.charAt(i);
       if (Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
         i++;
       } else if (Character.isSurrogate(c)) {
-        throw surrogateError(raw, (int) p.currentTokenLocation().getByteOffset());
+        throw surrogateError(raw, (int) p.currentTokenLocation().getByteOffset(), skipped);
       }
     }
   }
 
   /** Find the first lone surrogate escape in the JSON string starting at or after {@code from}. */
-  private static InvalidEvent surrogateError(byte[] raw, int from) {
+  private static InvalidEvent surrogateError(byte[] raw, int from, boolean skipped) {
     int i = Math.max(0, from);
     while (i < raw.length && raw[i] != '"') i++;
     i++;
@@ -291,8 +319,9 @@ public final class Events {
         if (Character.isLowSurrogate((char) unit)) return surrogatePair(i + 6);
         if (Character.isHighSurrogate((char) unit)) {
           int j = i + 6;
-          if (j + 5 >= raw.length || raw[j] != '\\' || raw[j + 1] != 'u') {
-            return new InvalidEvent("not UTF-8 JSON: Input data was truncated");
+          if (j + 5 >= raw.length) return new InvalidEvent("not UTF-8 JSON: Input data was truncated");
+          if (raw[j] != '\\' || raw[j + 1] != 'u') {
+            return malformed(skipped ? "unexpected end of hex escape" : "unexpected end of escaped utf-16 surrogate pair", j);
           }
           int next = Integer.parseInt(new String(raw, j + 2, 4, StandardCharsets.US_ASCII), 16);
           if (!Character.isLowSurrogate((char) next)) return surrogatePair(j + 6);

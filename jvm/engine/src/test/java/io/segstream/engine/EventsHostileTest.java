@@ -106,6 +106,33 @@ class EventsHostileTest {
     assertEquals("default", e.tenant());
   }
 
+  /** The bounds and reasons the hostile-input corpus (segstream/hostile.py) found missing or off. */
+  @Test
+  void hostileCorpusReasonsAreThePythonContracts() throws InvalidEvent {
+    String head = "{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":1,\"name\":\"n\"";
+    for (String field : List.of("event_id", "tenant", "name")) {
+      String fits = "é".repeat(Events.MAX_FIELD_BYTES / 2);
+      Events.parse(b(head + ",\"" + field + "\":\"" + fits + "\"}"));
+      assertEquals(field + " is over 256 bytes", reason(b(head + ",\"" + field + "\":\"" + fits + "x\"}")));
+      assertEquals(field + " is over 256 bytes",
+          reason(b(head + ",\"" + field + "\":\"" + "😀".repeat(65) + "\"}")));
+    }
+    // msgspec reads integers of at most 4300 characters (sign included)
+    Events.parse(b(head + ",\"values\":{\"a\":" + "9".repeat(4300) + "}}"));
+    assertEquals("schema: Integer value out of range - at `$.values[...]`",
+        reason(b(head + ",\"values\":{\"a\":-" + "9".repeat(4300) + "}}")));
+    assertEquals("schema: Integer value out of range - at `$.ts`",
+        reason(b("{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":" + "9".repeat(4301) + ",\"name\":\"n\"}")));
+    // a high surrogate escape followed by 6+ bytes that are no \\u escape: msgspec's decode vs skip wording
+    assertEquals("not UTF-8 JSON: JSON is malformed: unexpected end of escaped utf-16 surrogate pair (byte 20)",
+        reason(b("{\"event_id\":\"e\\ud800\",\"user_id\":\"u\",\"ts\":1,\"name\":\"n\"}")));
+    assertEquals("not UTF-8 JSON: JSON is malformed: unexpected end of hex escape (byte 13)",
+        reason(b("{\"zz\":\"\\ud800\",\"event_id\":\"e1\",\"user_id\":\"u1\",\"ts\":1,\"name\":\"n\"}")));
+    assertEquals("not UTF-8 JSON: Input data was truncated", reason(b(head + ",\"values\":{\"a\":\"\\ud800\"}}")));
+    // -Infinity: msgspec points after the '-'
+    assertEquals("not UTF-8 JSON: JSON is malformed: invalid character (byte 6)", reason(b("{\"a\":-Infinity}")));
+  }
+
   static byte[] concat(byte[]... parts) {
     int n = 0;
     for (byte[] p : parts) n += p.length;
