@@ -13,8 +13,8 @@ import org.apache.flink.types.Row;
  *
  * <p>Operator uids are {@value #PARSE_UID} and {@value #EVALUATE_UID}, as in the former Python
  * job, and never change (savepoints map state by uid). A savepoint of that Python job does not
- * restore into this one: its states of the same names ("user", "rule-changes") hold pickled
- * values, and Flink refuses the restore as a serializer incompatibility (docs/operations.md).
+ * restore into this one: its state has other names and a Row key, and Flink refuses the restore
+ * (CHANGELOG.md gives the errors).
  */
 public final class Pipeline {
   public static final String PARSE_UID = "parse-validate";
