@@ -2,15 +2,19 @@
 
     Kafka `events` ──► ParseEvents ──► key_by(UserKey) ──► EvaluateUsers ──► Kafka `evaluations`
                            │ invalid                          ▲   │ (RocksDB keyed state)
-                           ▼                                  │   └──► Kafka `expirations`
+                           ▼                                  │   ├──► Kafka `expirations`
                   Kafka `dead-letters` ◄── invalid rules ◄── Kafka `rules` (broadcast)
+                           ▲                                      │ mirror (bigtable.enabled)
+                           └── rows Bigtable cannot take ◄── ToBigtableRows ──► BigtableSink
 
 The same graph, CLI, configuration and topics as jobs/user_stats.py, but no Python runs per
 record: Python only declares the Kafka tables (jobs/kafka_tables.py), hands their streams to
 io.segstream.flink.Pipeline over py4j and the Java streams back to the sink tables.
 
-Not yet: the Bigtable mirror. This job runs with it off whatever `bigtable.enabled` says (it
-builds the pipeline with mirror=false and warns); the JVM Bigtable sink comes next.
+With `bigtable.enabled` every evaluated event is mirrored to Bigtable by a Java sink
+(io.segstream.flink.BigtableSink, docs/bigtable.md): the same rows as jobs/bigtable_sink.py, with
+the same uid ("bigtable-sink"). As with jobs/user_stats.py, the tables must exist (`segstream stack
+up`, or sinks.bigtable.schema.ensure_tables): the job writes rows, it does not administer tables.
 
 Its operator uids differ from the Python job's (Pipeline.java says why): a savepoint of one job
 does not restore into the other.
@@ -71,8 +75,13 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     rules = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("rules_source")), RECORD_TYPE)
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
+    mirror = settings.bigtable.enabled
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
-                                          catalogue_json(settings), rules_json(settings), False)
+                                          catalogue_json(settings), rules_json(settings), mirror)
+    if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
+        b = settings.bigtable
+        pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
+                                    b.emulator_host)
 
     statements = t_env.create_statement_set()
     statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(pipeline.evaluations())))
@@ -90,9 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = load_settings(args.config)
-    if settings.bigtable.enabled:
-        print("user_stats_jvm: bigtable.enabled is ignored, this job does not mirror to Bigtable yet",
-              file=sys.stderr)
     bounded = args.bounded or settings.bounded
     # The operators and the Kafka connector (jvm/job), built by scripts/setup.sh.
     jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
