@@ -159,12 +159,10 @@ JOBS = {"python": JOB, "jvm": JVM_JOB_SCRIPT}
 
 @app.command()
 def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False,
-            job: str = typer.Option("python", help="python (jobs/user_stats.py), jvm (jobs/user_stats_jvm.py, "
-                                                   "no Bigtable sink yet) or both, over the same events")):
+            job: str = typer.Option("python", help="python (jobs/user_stats.py), jvm (jobs/user_stats_jvm.py) "
+                                                   "or both, over the same events")):
     if job not in (*JOBS, "both"):
         sys.exit(f"--job must be python, jvm or both, not {job!r}")
-    if job != "python" and bigtable:
-        sys.exit("the JVM job has no Bigtable sink yet: run it without --bigtable")
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0)),
