@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.throughput import Run, _fresh_topics, _settings, run_job_bounded, timed_run  # noqa: E402
 from segstream.config import PROJECT_ROOT, Settings  # noqa: E402
+from segstream.job_process import JOB_SCRIPT  # noqa: E402
 from segstream.kafka_admin import ensure_topics, read_topic, topic_configs, value_of  # noqa: E402
 from segstream.produce import TrafficSpec, generate, produce_records  # noqa: E402
 from segstream.testing import LocalStack, valid_event_ids  # noqa: E402
@@ -97,7 +98,10 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
          peer_python: Path = typer.Option(PEER_PYTHON, help="the python of the peer's virtualenv"),
          keep: bool = typer.Option(False, help="keep the stack's directory (broker data, logs)"),
          peer: bool = typer.Option(True, help="run the Quix Streams peer (else job and floor only, unverified)"),
-         floor: bool = typer.Option(True, help="run the framework floor (bench/floor_job.py)")) -> None:
+         floor: bool = typer.Option(True, help="run the framework floor (bench/floor_job.py)"),
+         variant: list[str] = typer.Option([], help="also run the job with environment overrides, side by side: "
+                                           "'label|VAR=value|VAR2=value' (\\n in a value is a newline), "
+                                           "e.g. 'old jar|SEGSTREAM_FLINK__JOB_JAR=/tmp/old.jar'")) -> None:
     if peer and not peer_python.exists():
         sys.exit(f"{peer_python} is missing: python3.11 -m venv .segstream/peers-venv && "
                  ".segstream/peers-venv/bin/pip install -r bench/peers/requirements.txt")
@@ -133,6 +137,18 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
         job = run_job_bounded(settings)
         print(f"segstream job: {job.outputs:,} evaluations in {job.wall:.1f} s", file=sys.stderr)
         runs.append(("segstream (Flink job)", job))
+        for i, spec in enumerate(variant):
+            label, *assignments = spec.split("|")
+            overrides = dict(a.split("=", 1) for a in assignments)
+            overrides = {k: v.replace("\\n", "\n") for k, v in overrides.items()}
+            variant_topic = f"{run_id}-variant{i}-evaluations"
+            ensure_topics(bootstrap, {variant_topic: partitions}, configs=topic_configs(settings))
+            variant_env = {**os.environ, **overrides, "SEGSTREAM_KAFKA__TOPICS__EVALUATIONS": variant_topic,
+                           "SEGSTREAM_KAFKA__GROUP_ID": f"{run_id}-variant{i}"}
+            run = timed_run([sys.executable, str(JOB_SCRIPT), "--bounded"], bootstrap, variant_topic, partitions,
+                            env=variant_env, what=f"the job ({label})", log=root / f"variant{i}.log")
+            print(f"segstream job ({label}): {run.outputs:,} evaluations in {run.wall:.1f} s", file=sys.stderr)
+            runs.append((f"job: {label}"[:32], run))
         if floor:
             # Same settings and events topic; its own output topic and consumer group.
             floor_topic = f"{run_id}-floor-evaluations"
