@@ -154,7 +154,7 @@ def poll_metrics(port: int, stop: threading.Event, into: dict[str, list[tuple[fl
                 for v in get(f"/jobs/{job}")["vertices"]:
                     metrics = get(f"/jobs/{job}/vertices/{v['id']}/subtasks/metrics?get=busyTimeMsPerSecond,"
                                   "backPressuredTimeMsPerSecond,idleTimeMsPerSecond")
-                    m = {x["id"]: x.get("avg", float("nan")) for x in metrics}
+                    m = {x["id"]: float(x.get("avg", "nan")) for x in metrics}
                     if m:
                         into[v["name"][:100]].append((m.get("busyTimeMsPerSecond", float("nan")),
                                                       m.get("backPressuredTimeMsPerSecond", float("nan")),
