@@ -170,10 +170,11 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
           f"parallelism {f.parallelism}, buffer timeout {f.buffer_timeout_ms} ms, {f.state_backend}; "
           f"quix: one process, RocksDB")
     print(summary)
-    print(f"{'framework':<32} {'outputs':>9} {'steady ev/s':>12} {'wall s':>8} {'CPU s':>7} {'ev/CPU-s':>9}")
+    print(f"{'framework':<32} {'outputs':>9} {'steady ev/s':>12} {'wall s':>8} {'CPU s':>7} {'ev/CPU-s':>9} "
+          f"{'steady CPU µs/ev':>16}")
     for name, run in runs:
         print(f"{name:<32} {run.outputs:>9,} {run.steady:>12,.0f} {run.wall:>8.1f} {run.cpu:>7.1f} "
-              f"{events / run.cpu if run.cpu else float('nan'):>9,.0f}")
+              f"{events / run.cpu if run.cpu else float('nan'):>9,.0f} {run.steady_cpu_us:>16.1f}")
     if peer:
         print(f"ratio segstream/quix: steady {job.steady / peer_run.steady:.2f}, "
               f"wall {peer_run.wall / job.wall:.2f} (peer wall / job wall), "
