@@ -187,14 +187,16 @@ def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
 
 
 @app.command()
-def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False):
+def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False,
+            isolation: str = typer.Option("read_uncommitted", help="the reader's isolation.level: read_committed "
+                                          "sees an exactly-once sink's records only once their checkpoint commits")):
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     job = subprocess.Popen([sys.executable, str(JOB)], env=os.environ.copy(), cwd=PROJECT_ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # fetch.wait.max.ms: the reader must not add its own wait (the broker may hold a fetch that long).
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 10})
+                         "fetch.wait.max.ms": 10, "isolation.level": isolation})
     consumer.assign([TopicPartition(topics.evaluations, p, 0) for p in range(settings.kafka.events_partitions)])
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
@@ -241,7 +243,7 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
     if not latencies:
         sys.exit("no evaluations arrived")
     q = statistics.quantiles(latencies, n=100)
-    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s: {len(latencies)}/{count} evaluated; latency ms "
+    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s ({isolation}): {len(latencies)}/{count} evaluated; latency ms "
           f"p50={q[49]:.0f} p95={q[94]:.0f} p99={q[98]:.0f} max={max(latencies):.0f}")
 
 
