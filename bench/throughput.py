@@ -72,6 +72,16 @@ class Run:
     # CPU s of the process tree (the job's JVM and Python workers), sampled from /proc twice a second:
     # misses up to the last half second of each process.
     cpu: float
+    # CPU µs of the process tree per output inside the steady window (first output to 95 %): the
+    # per-event cost without start-up, and much less sensitive than rates to other load on the machine.
+    steady_cpu_us: float = float("nan")
+
+
+def steady_window(samples: list[tuple[float, int]], total: int, started: float) -> tuple[float, int, float, int]:
+    moving = [(t, n) for t, n in samples if n > 0]
+    first_t, first_n = moving[0] if moving else (started, 0)
+    last_t, last_n = next(((t, n) for t, n in moving if n >= 0.95 * total), moving[-1] if moving else (started, 0))
+    return first_t, first_n, last_t, last_n
 
 
 def steady_rate(samples: list[tuple[float, int]], total: int, started: float) -> float:
@@ -115,6 +125,7 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     the command's process tree twice a second; its stderr goes to `log` if given."""
     samples: list[tuple[float, int]] = []
     cpu: dict[int, float] = {}  # pid -> CPU s at its last sample
+    cpu_samples: list[tuple[float, float]] = []  # (time, CPU s of the tree so far)
     done = threading.Event()
     # The partitions' high watermarks: cheap, and exact for an at-least-once sink.
     watermarks = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-sampler"})
@@ -123,6 +134,7 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     def sample(pid: int):
         while not done.is_set():
             cpu.update(tree_cpu(pid))
+            cpu_samples.append((time.monotonic(), sum(cpu.values())))
             try:
                 high = sum(watermarks.get_watermark_offsets(tp, timeout=2)[1] for tp in tps)
                 samples.append((time.monotonic(), high))
@@ -145,7 +157,14 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     if process.returncode != 0:
         sys.exit(f"{what} failed:\n{stderr[-3000:]}")
     total = sum(end_offsets(bootstrap, output_topic).values())
-    return Run(total, wall, steady_rate(samples, total, started), sum(cpu.values()))
+    first_t, first_n, last_t, last_n = steady_window(samples, total, started)
+
+    def cpu_at(t: float) -> float:
+        return next((c for ct, c in reversed(cpu_samples) if ct <= t), 0.0)
+
+    steady_cpu_us = ((cpu_at(last_t) - cpu_at(first_t)) * 1e6 / (last_n - first_n) if last_n > first_n
+                     else float("nan"))
+    return Run(total, wall, steady_rate(samples, total, started), sum(cpu.values()), steady_cpu_us)
 
 
 def run_job_bounded(settings, script: Path = JOB) -> Run:
@@ -168,14 +187,16 @@ def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
 
 
 @app.command()
-def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False):
+def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False,
+            isolation: str = typer.Option("read_uncommitted", help="the reader's isolation.level: read_committed "
+                                          "sees an exactly-once sink's records only once their checkpoint commits")):
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     job = subprocess.Popen([sys.executable, str(JOB)], env=os.environ.copy(), cwd=PROJECT_ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # fetch.wait.max.ms: the reader must not add its own wait (the broker may hold a fetch that long).
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 10})
+                         "fetch.wait.max.ms": 10, "isolation.level": isolation})
     consumer.assign([TopicPartition(topics.evaluations, p, 0) for p in range(settings.kafka.events_partitions)])
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
@@ -222,7 +243,7 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
     if not latencies:
         sys.exit("no evaluations arrived")
     q = statistics.quantiles(latencies, n=100)
-    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s: {len(latencies)}/{count} evaluated; latency ms "
+    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s ({isolation}): {len(latencies)}/{count} evaluated; latency ms "
           f"p50={q[49]:.0f} p95={q[94]:.0f} p99={q[98]:.0f} max={max(latencies):.0f}")
 
 
