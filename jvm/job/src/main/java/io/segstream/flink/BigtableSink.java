@@ -7,6 +7,7 @@ import com.google.api.gax.batching.BatchingSettings;
 import com.google.api.gax.batching.Batcher;
 import com.google.api.gax.batching.FlowControlSettings;
 import com.google.api.gax.batching.FlowController.LimitExceededBehavior;
+import com.google.api.gax.retrying.RetrySettings;
 import com.google.cloud.bigtable.data.v2.BigtableDataClient;
 import com.google.cloud.bigtable.data.v2.BigtableDataSettings;
 import com.google.cloud.bigtable.data.v2.models.RowMutationEntry;
@@ -24,9 +25,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Writes {@link BigtableRows} to the events and profiles tables (docs/bigtable.md, "Delivery"):
- * the JVM counterpart of jobs/bigtable_sink.py, on Google's Java client and its bulk-mutation
- * batcher.
+ * Writes {@link BigtableRows} to the events and profiles tables (docs/bigtable.md, "Delivery"),
+ * on Google's Java client and its bulk-mutation batcher.
  *
  * <p>Loss-free across a crash: {@link SinkWriter#flush} runs before every checkpoint barrier is
  * passed on, and it returns only when every row written so far is acknowledged; a row that failed
@@ -35,8 +35,9 @@ import org.slf4j.LoggerFactory;
  * at-least-once delivery gives exactly the same table.
  *
  * <p>Transient errors are retried by the client with exponential backoff (capped at
- * {@value #MAX_BACKOFF_S} s) for up to {@value #GIVE_UP_AFTER_S} s, as the Python writer does;
- * permanent ones (no such table, bad request) fail at once. Flow control: the batchers block
+ * {@value #MAX_BACKOFF_S} s) for up to {@value #GIVE_UP_AFTER_S} s ({@link #giveUpAfter}); then the
+ * rows fail, and with them the flush, as above. Permanent ones (no such table, bad request) fail at
+ * once. Flow control: the batchers block
  * {@code write} once {@value #MAX_OUTSTANDING_ROWS} rows are unacknowledged, which is the
  * backpressure Flink sees.
  */
@@ -59,6 +60,7 @@ public class BigtableSink implements Sink<BigtableRows> {
   private final String eventsTable;
   private final String profilesTable;
   private final String emulatorHost;
+  private long giveUpAfterMs = GIVE_UP_AFTER_S * 1000;
 
   /**
    * @param emulatorHost host:port of the Bigtable emulator, or empty for the production endpoint
@@ -72,6 +74,13 @@ public class BigtableSink implements Sink<BigtableRows> {
     this.profilesTable = profilesTable;
     this.emulatorHost = emulatorHost == null ? "" : emulatorHost.trim();
     if (!this.emulatorHost.isEmpty()) port(this.emulatorHost);  // fail on the client for a bad host
+  }
+
+  /** How long transient errors are retried before the rows fail (default {@value #GIVE_UP_AFTER_S} s). */
+  public BigtableSink giveUpAfter(Duration giveUp) {
+    if (giveUp.isNegative() || giveUp.isZero()) throw new IllegalArgumentException("give-up time must be positive");
+    this.giveUpAfterMs = giveUp.toMillis();
+    return this;
   }
 
   @Override
@@ -99,11 +108,20 @@ public class BigtableSink implements Sink<BigtableRows> {
             .setLimitExceededBehavior(LimitExceededBehavior.Block)
             .build())
         .build());
-    bulk.setRetrySettings(bulk.getRetrySettings().toBuilder()
+    RetrySettings retry = bulk.getRetrySettings();
+    Duration giveUp = Duration.ofMillis(giveUpAfterMs);
+    bulk.setRetrySettings(retry.toBuilder()
         .setMaxRetryDelayDuration(Duration.ofSeconds(MAX_BACKOFF_S))
-        .setTotalTimeoutDuration(Duration.ofSeconds(GIVE_UP_AFTER_S))
+        .setTotalTimeoutDuration(giveUp)
+        // No single attempt outlives the give-up time (the client's default attempt is 60 s).
+        .setInitialRpcTimeoutDuration(min(retry.getInitialRpcTimeoutDuration(), giveUp))
+        .setMaxRpcTimeoutDuration(min(retry.getMaxRpcTimeoutDuration(), giveUp))
         .build());
     return b.build();
+  }
+
+  private static Duration min(Duration a, Duration b) {
+    return a.compareTo(b) <= 0 ? a : b;
   }
 
   private static int port(String hostPort) {
