@@ -181,9 +181,15 @@ def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
                     total=events)
     f = settings.flink
     print(f"parallelism={f.parallelism} buffer_timeout={f.buffer_timeout_ms}ms bigtable={settings.bigtable.enabled}")
+    print(f"load average before: {_load()}")
     run = run_job_bounded(settings)
+    print(f"load average after:  {_load()}")
     print(f"events={events} evaluations={run.outputs} wall={run.wall:.1f}s (start-up included) "
           f"end-to-end={events / run.wall:,.0f} ev/s steady-state={run.steady:,.0f} ev/s")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 @app.command()

@@ -7,6 +7,7 @@ import com.google.api.gax.batching.BatchingSettings;
 import com.google.api.gax.batching.Batcher;
 import com.google.api.gax.batching.FlowControlSettings;
 import com.google.api.gax.batching.FlowController.LimitExceededBehavior;
+import com.google.api.gax.retrying.RetrySettings;
 import com.google.cloud.bigtable.data.v2.BigtableDataClient;
 import com.google.cloud.bigtable.data.v2.BigtableDataSettings;
 import com.google.cloud.bigtable.data.v2.models.RowMutationEntry;
@@ -14,19 +15,23 @@ import com.google.cloud.bigtable.data.v2.stub.BigtableBatchingCallSettings;
 import com.google.cloud.bigtable.data.v2.stub.metrics.NoopMetricsProvider;
 import com.google.common.util.concurrent.MoreExecutors;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.api.connector.sink2.Sink;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.api.connector.sink2.WriterInitContext;
+import org.apache.flink.metrics.Counter;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Writes {@link BigtableRows} to the events and profiles tables (docs/bigtable.md, "Delivery"):
- * the JVM counterpart of jobs/bigtable_sink.py, on Google's Java client and its bulk-mutation
- * batcher.
+ * Writes {@link BigtableRows} to the events and profiles tables (docs/bigtable.md, "The JVM sink"),
+ * on Google's Java client and its bulk-mutation batcher.
  *
  * <p>Loss-free across a crash: {@link SinkWriter#flush} runs before every checkpoint barrier is
  * passed on, and it returns only when every row written so far is acknowledged; a row that failed
@@ -34,11 +39,16 @@ import org.slf4j.LoggerFactory;
  * checkpoint). Rows have deterministic keys and cell timestamps, so replayed writes are no-ops:
  * at-least-once delivery gives exactly the same table.
  *
+ * <p>Every event row is written. A user's profile row is written at most once per
+ * {@value #PROFILE_LINGER_MS} ms: within that window only the newest evaluation (highest seq) is
+ * kept, since the profile family keeps one version and the newest seq wins anyway; the flush before
+ * a barrier writes whatever is waiting, so the delivery argument above is unchanged.
+ *
  * <p>Transient errors are retried by the client with exponential backoff (capped at
- * {@value #MAX_BACKOFF_S} s) for up to {@value #GIVE_UP_AFTER_S} s, as the Python writer does;
- * permanent ones (no such table, bad request) fail at once. Flow control: the batchers block
- * {@code write} once {@value #MAX_OUTSTANDING_ROWS} rows are unacknowledged, which is the
- * backpressure Flink sees.
+ * {@value #MAX_BACKOFF_S} s) for up to {@value #GIVE_UP_AFTER_S} s ({@link #giveUpAfter}); then the
+ * rows fail, and with them the flush, as above. Permanent ones (no such table, bad request) fail at
+ * once. Flow control: the batchers block {@code write} once {@value #MAX_OUTSTANDING_ROWS} rows are
+ * unacknowledged, which is the backpressure Flink sees.
  */
 public class BigtableSink implements Sink<BigtableRows> {
   private static final long serialVersionUID = 1L;
@@ -51,6 +61,12 @@ public class BigtableSink implements Sink<BigtableRows> {
    * 5 ms gave many small MutateRows calls in the job: 2.0k ev/s against 3.2-3.6k ev/s with 100 ms
    * (docs/benchmarks.md, section 7). */
   static final long LINGER_MS = 100;
+  /** A profile row waits this long (or until {@value #MAX_PENDING_PROFILES} users have one waiting, or
+   * the next flush) so that a user's later evaluations replace it before it is written: only the
+   * newest cells of a profile are kept (GC max versions 1), and on the emulator every profile write
+   * costs about 80 µs of its CPU against 5 µs for an event row (docs/benchmarks.md, section 7). */
+  static final long PROFILE_LINGER_MS = 1000;
+  static final int MAX_PENDING_PROFILES = 5000;
   static final long MAX_BACKOFF_S = 2;
   static final long GIVE_UP_AFTER_S = 300;
 
@@ -59,6 +75,7 @@ public class BigtableSink implements Sink<BigtableRows> {
   private final String eventsTable;
   private final String profilesTable;
   private final String emulatorHost;
+  private long giveUpAfterMs = GIVE_UP_AFTER_S * 1000;
 
   /**
    * @param emulatorHost host:port of the Bigtable emulator, or empty for the production endpoint
@@ -74,9 +91,17 @@ public class BigtableSink implements Sink<BigtableRows> {
     if (!this.emulatorHost.isEmpty()) port(this.emulatorHost);  // fail on the client for a bad host
   }
 
+  /** How long transient errors are retried before the rows fail (default {@value #GIVE_UP_AFTER_S} s). */
+  public BigtableSink giveUpAfter(Duration giveUp) {
+    if (giveUp.isNegative() || giveUp.isZero()) throw new IllegalArgumentException("give-up time must be positive");
+    this.giveUpAfterMs = giveUp.toMillis();
+    return this;
+  }
+
   @Override
   public SinkWriter<BigtableRows> createWriter(WriterInitContext context) throws IOException {
-    return new Writer(BigtableDataClient.create(settings()), eventsTable, profilesTable);
+    return new Writer(BigtableDataClient.create(settings()), eventsTable, profilesTable,
+        context.getProcessingTimeService(), context.metricGroup().counter("bigtableProfilesCoalesced"));
   }
 
   BigtableDataSettings settings() {
@@ -99,11 +124,20 @@ public class BigtableSink implements Sink<BigtableRows> {
             .setLimitExceededBehavior(LimitExceededBehavior.Block)
             .build())
         .build());
-    bulk.setRetrySettings(bulk.getRetrySettings().toBuilder()
+    RetrySettings retry = bulk.getRetrySettings();
+    Duration giveUp = Duration.ofMillis(giveUpAfterMs);
+    bulk.setRetrySettings(retry.toBuilder()
         .setMaxRetryDelayDuration(Duration.ofSeconds(MAX_BACKOFF_S))
-        .setTotalTimeoutDuration(Duration.ofSeconds(GIVE_UP_AFTER_S))
+        .setTotalTimeoutDuration(giveUp)
+        // No single attempt outlives the give-up time (the client's default attempt is 60 s).
+        .setInitialRpcTimeoutDuration(min(retry.getInitialRpcTimeoutDuration(), giveUp))
+        .setMaxRpcTimeoutDuration(min(retry.getMaxRpcTimeoutDuration(), giveUp))
         .build());
     return b.build();
+  }
+
+  private static Duration min(Duration a, Duration b) {
+    return a.compareTo(b) <= 0 ? a : b;
   }
 
   private static int port(String hostPort) {
@@ -134,17 +168,69 @@ public class BigtableSink implements Sink<BigtableRows> {
       public void onSuccess(Void result) {}
     };
 
+    /** Profile rows not yet handed to the batcher, newest (highest seq) per row key. */
+    private final Map<ByteBuffer, Pending> pendingProfiles = new HashMap<>();
+    private final ProcessingTimeService timers;  // null outside Flink
+    private final Counter coalesced;  // null outside Flink
+    private long coalescedCount;
+    private long pendingSinceNanos;
+    private boolean drainScheduled;
+
+    private record Pending(long micros, RowMutationEntry entry) {}
+
     Writer(BigtableDataClient client, String eventsTable, String profilesTable) {
+      this(client, eventsTable, profilesTable, null, null);
+    }
+
+    Writer(BigtableDataClient client, String eventsTable, String profilesTable, ProcessingTimeService timers,
+        Counter coalesced) {
       this.client = client;
       this.events = client.newBulkMutationBatcher(eventsTable);
       this.profiles = client.newBulkMutationBatcher(profilesTable);
+      this.timers = timers;
+      this.coalesced = coalesced;
     }
 
     @Override
     public void write(BigtableRows rows, Context context) throws IOException {
       check();  // fail fast rather than at the next checkpoint
       add(events, rows.eventEntry());
-      add(profiles, rows.profileEntry());
+      Pending profile = new Pending(rows.profileMicros, rows.profileEntry());
+      if (pendingProfiles.isEmpty()) {
+        pendingSinceNanos = System.nanoTime();
+        scheduleDrain();
+      }
+      Pending before = pendingProfiles.putIfAbsent(ByteBuffer.wrap(rows.profileKey), profile);
+      if (before != null) {  // an older evaluation of the same user: only the newest is written
+        if (profile.micros() >= before.micros()) pendingProfiles.put(ByteBuffer.wrap(rows.profileKey), profile);
+        coalescedCount++;
+        if (coalesced != null) coalesced.inc();
+      }
+      if (pendingProfiles.size() >= MAX_PENDING_PROFILES
+          || System.nanoTime() - pendingSinceNanos >= PROFILE_LINGER_MS * 1_000_000) {
+        drainProfiles();
+      }
+    }
+
+    /** Profile writes saved by coalescing so far. */
+    long coalescedProfiles() {
+      return coalescedCount;
+    }
+
+    /** In Flink, a timer drains the profiles after the linger even if no more rows come (runs on
+     * the task thread, like write and flush). */
+    private void scheduleDrain() {
+      if (timers == null || drainScheduled) return;
+      drainScheduled = true;
+      timers.registerTimer(timers.getCurrentProcessingTime() + PROFILE_LINGER_MS, time -> {
+        drainScheduled = false;
+        drainProfiles();
+      });
+    }
+
+    private void drainProfiles() {
+      for (Pending p : pendingProfiles.values()) add(profiles, p.entry());
+      pendingProfiles.clear();
     }
 
     private void add(Batcher<RowMutationEntry, Void> batcher, RowMutationEntry entry) {
@@ -155,6 +241,7 @@ public class BigtableSink implements Sink<BigtableRows> {
     /** Before a checkpoint barrier and at end of input: every row so far acknowledged, or throw. */
     @Override
     public void flush(boolean endOfInput) throws IOException, InterruptedException {
+      drainProfiles();
       events.flush();
       profiles.flush();
       check();
@@ -172,6 +259,7 @@ public class BigtableSink implements Sink<BigtableRows> {
     public void close() throws Exception {
       try {
         // No flush: a clean end flushed already; after a failure, what is pending is replayed.
+        pendingProfiles.clear();
         events.cancelOutstanding();
         profiles.cancelOutstanding();
         events.close();
