@@ -44,8 +44,9 @@ class JobProcess:
     @classmethod
     def start(cls, config_path: Path | str | None, args: Iterable[str], log_path: Path,
               env: dict[str, str] | None = None, flink_log_dir: Path | None = None,
-              flink_options: dict[str, object] | None = None) -> JobProcess:
-        """Launch the job; stdout and stderr go to `log_path`, Flink's own log to `flink_log_dir`."""
+              flink_options: dict[str, object] | None = None, script: Path = JOB_SCRIPT) -> JobProcess:
+        """Launch the job (`script`: jobs/user_stats.py by default, or another job such as
+        jobs/windows.py); stdout and stderr go to `log_path`, Flink's own log to `flink_log_dir`."""
         run_env = dict(os.environ)
         if config_path is not None:
             run_env["SEGSTREAM_CONFIG"] = str(config_path)
@@ -57,7 +58,7 @@ class JobProcess:
         run_env.update(env or {})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
-            popen = subprocess.Popen([sys.executable, str(JOB_SCRIPT), *args], env=run_env, cwd=PROJECT_ROOT,
+            popen = subprocess.Popen([sys.executable, str(script), *args], env=run_env, cwd=PROJECT_ROOT,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         return cls(popen, log_path, time.monotonic(), flink_log_dir)
