@@ -59,7 +59,7 @@ from segstream.checkpoints import completed_checkpoints, latest_checkpoint
 from segstream.cluster import Cluster
 from segstream.config import PROJECT_ROOT, Settings, load_settings
 from segstream.errors import StackError
-from segstream.flink_rest import FlinkRest
+from segstream.flink_rest import JOB_NAME, FlinkRest
 from segstream.job_process import JOB_SCRIPT, JobProcess
 from segstream.kafka_admin import Message, end_offsets, read_topic, value_of
 from segstream.produce import Record, TrafficSpec, generate, produce_records
@@ -518,13 +518,16 @@ class KillPoint:
                 and self.watcher.count >= self.evaluations + self.share * (self.total - self.evaluations))
 
 
-def stop_with_savepoint(job: JobProcess, rest_port: int | None, target: Path, timeout: float = 120) -> str:
+def stop_with_savepoint(job: JobProcess, rest_port: int | None, target: Path, timeout: float = 120,
+                        job_name: str | None = JOB_NAME) -> str:
     """Stop the job in `job` with a savepoint through its MiniCluster's REST API; wait for exit 0.
-    `rest_port` None: the port the job's MiniCluster bound by itself (JobProcess.rest_port)."""
+    `rest_port` None: the port the job's MiniCluster bound by itself (JobProcess.rest_port).
+    `job_name`: the Flink job's name (the main job's by default; jobs/windows.py: `segstream-windows`)."""
     if rest_port is None:
         rest_port = job.rest_port(timeout)
     rest = FlinkRest(f"http://127.0.0.1:{rest_port}")
-    job_id = wait_for(lambda: _running_job(rest), 60, "the job on the REST API", 0.5, abort=job.exit_reason)
+    job_id = wait_for(lambda: _running_job(rest, job_name), 60, "the job on the REST API", 0.5,
+                      abort=job.exit_reason)
     try:
         location: str | None = rest.stop_with_savepoint(job_id, target.resolve().as_uri(), timeout=timeout)
     except StackError as exc:
@@ -543,9 +546,9 @@ def stop_with_savepoint(job: JobProcess, rest_port: int | None, target: Path, ti
     return location
 
 
-def _running_job(rest: FlinkRest) -> str | None:
+def _running_job(rest: FlinkRest, name: str | None = JOB_NAME) -> str | None:
     try:
-        return rest.running_job()
+        return rest.running_job(name)
     except StackError:
         return None
 
