@@ -176,16 +176,19 @@ def _load() -> str:
 
 
 @app.command("window-cost")
-def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2):
+def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2, span_hours: float = 0):
     """The window job's cost on the main job's throughput: the main job bounded over one backlog,
     alone and with jobs/windows.py bounded over the same events at the same time, `rounds` times
-    alternating; each run writes its evaluations to a topic of its own."""
+    alternating; each run writes its evaluations to a topic of its own. `span_hours`: the event
+    time the backlog covers (0: the generator's default, ~21 s an event, i.e. sparse windows)."""
     base_env = _fresh_topics(bigtable=False)
     settings = _settings(base_env)
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    span = int(span_hours * 3_600_000) or None
     produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0,
-                                                                   tenants=2)), total=events)
-    print(f"parallelism={settings.flink.parallelism} events={events} windows={settings.windows.file}")
+                                                                   tenants=2, span_ms=span)), total=events)
+    print(f"parallelism={settings.flink.parallelism} events={events} span_hours={span_hours or 'default'} "
+          f"windows={settings.windows.file} window state backend={settings.windows.state_backend}")
     results: dict[bool, list[float]] = {False: [], True: []}
     for n in range(rounds * 2):
         with_windows = n % 2 == 1
@@ -196,9 +199,17 @@ def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2):
         os.environ.update(env)
         ensure_topics(bootstrap, topic_plan(load_settings()), configs=topic_configs(settings))
         side = None
+        side_cpu: dict[int, float] = {}  # the window job's CPU s per process, sampled twice a second
         if with_windows:
             side = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "windows.py"), "--bounded"], env=env,
                                     cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def sample_side(process: subprocess.Popen = side, cpu: dict[int, float] = side_cpu) -> None:
+                while process.poll() is None:
+                    cpu.update(tree_cpu(process.pid))
+                    time.sleep(0.5)
+
+            threading.Thread(target=sample_side, daemon=True).start()
         load_before = _load()
         run = timed_run([sys.executable, str(JOB), "--bounded"], bootstrap, f"{topics.evaluations}-{run_id}",
                         settings.kafka.events_partitions, env=env)
@@ -209,7 +220,8 @@ def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2):
         results[with_windows].append(run.steady)
         print(f"main job {'with the window job' if with_windows else 'alone':>20}: steady {run.steady:,.0f} ev/s, "
               f"wall {run.wall:.1f} s, CPU {run.cpu:.0f} s"
-              + (f", {windows} window aggregates" if with_windows else "")
+              + (f"; window job CPU {sum(side_cpu.values()):.0f} s, {windows} window aggregates"
+                 if with_windows else "")
               + f"; load average before {load_before}, after {_load()}")
     alone, both = statistics.mean(results[False]), statistics.mean(results[True])
     print(f"mean steady rate alone {alone:,.0f} ev/s, with the window job {both:,.0f} ev/s: "

@@ -1,7 +1,7 @@
 """segstream's window job: event-time window aggregates, surge alerts and late events.
 
     Kafka `events` ──► windows-extract ──► key_by(window, tenant, value) ──► windows-aggregate ──► `aggregates`
-                        (event contract;                               (RocksDB keyed state,  ├──► `alerts`
+                        (event contract;                               (keyed state (heap),    ├──► `alerts`
                          invalid: skipped)                              event-time timers)     └──► `late-events`
 
 A second job next to jobs/user_stats.py, reading the same `events` topic with its own consumer
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(args.config)
     if settings.windows.parallelism is not None:
         settings.flink.parallelism = settings.windows.parallelism
+    settings.flink.state_backend = settings.windows.state_backend
     bounded = args.bounded or settings.bounded
     jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
     env, t_env = create_environments(settings, jars, args.savepoint)

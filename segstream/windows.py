@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,6 +35,10 @@ class WindowsConfig(BaseModel):
     parallelism: int | None = None
     # Kafka consumer group suffix of the window job's source (the main job uses `events`).
     group_suffix: str = "windows"
+    # The window job's state backend. Its state is small (the open windows and K counts per key), so
+    # the heap (`hashmap`: accumulators stay objects, serialized only in checkpoints) is the
+    # default; `rocksdb` serializes each accumulator on every event (docs/windows.md).
+    state_backend: Literal["rocksdb", "hashmap"] = "hashmap"
 
 
 class AlertsConfig(BaseModel):

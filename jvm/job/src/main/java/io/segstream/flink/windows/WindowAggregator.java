@@ -14,8 +14,8 @@ import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.common.typeutils.base.LongSerializer;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
@@ -27,7 +27,8 @@ import org.apache.flink.util.Collector;
  * <ul>
  *   <li>An event is added to every window holding its {@code ts} (one for tumbling windows,
  *       size/slide for hopping ones) whose end is still ahead of the watermark; each open window
- *       is an {@link Accumulator} in the map state {@code open} (window start → bytes) with an
+ *       is an {@link Accumulator} in the map state {@code open-windows} (window start → accumulator,
+ *       {@link AccumulatorSerializer}) with an
  *       event-time timer at {@code end - 1}.</li>
  *   <li>When the watermark passes {@code end - 1} the timer emits the window's aggregate (main
  *       output: key, JSON) and drops it. There is no allowed lateness: the window is never updated.</li>
@@ -49,7 +50,7 @@ public class WindowAggregator extends KeyedProcessFunction<String, WindowInput, 
 
   private final String specsJson;
   private transient List<WindowSpec> specs;
-  private transient MapState<Long, byte[]> open;
+  private transient MapState<Long, Accumulator> open;
   private transient MapState<Long, Long> counts;
   private transient ValueState<Long> first;
   private transient ObjectMapper json;
@@ -65,8 +66,8 @@ public class WindowAggregator extends KeyedProcessFunction<String, WindowInput, 
   @Override
   public void open(OpenContext openContext) {
     specs = WindowSpec.parseAll(specsJson);
-    open = getRuntimeContext().getMapState(new MapStateDescriptor<Long, byte[]>("open-windows", Types.LONG,
-        PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+    open = getRuntimeContext().getMapState(new MapStateDescriptor<>("open-windows",
+        LongSerializer.INSTANCE, AccumulatorSerializer.INSTANCE));
     counts = getRuntimeContext().getMapState(new MapStateDescriptor<>("window-counts", Types.LONG, Types.LONG));
     first = getRuntimeContext().getState(new ValueStateDescriptor<>("first-window", Types.LONG));
     json = new ObjectMapper();
@@ -87,11 +88,12 @@ public class WindowAggregator extends KeyedProcessFunction<String, WindowInput, 
         ctx.output(WindowPipeline.LATE, Row.of(in.tenant + "/" + spec.id, lateRecord(spec, in, start, end, watermark)));
         continue;
       }
-      byte[] bytes = open.get(start);
-      Accumulator acc = bytes == null ? Accumulator.empty(spec.distinctUsers) : Accumulator.of(bytes);
+      Accumulator acc = open.get(start);
+      boolean opened = acc == null;
+      if (opened) acc = Accumulator.empty(spec.distinctUsers);
       acc.add(in);
-      open.put(start, acc.bytes());
-      if (bytes == null) {
+      open.put(start, acc);
+      if (opened) {
         ctx.timerService().registerEventTimeTimer(end - 1);
         Long f = first.value();
         if (f == null || start < f) first.update(start);
@@ -101,15 +103,14 @@ public class WindowAggregator extends KeyedProcessFunction<String, WindowInput, 
 
   @Override
   public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
-    String[] key = ctx.getCurrentKey().split("\u0000", -1);
-    WindowSpec spec = specs.get(Integer.parseInt(key[0]));
-    String tenant = key[1];
-    String value = spec.dimension == null ? null : key[2];
+    Object[] key = WindowInput.parseKey(ctx.getCurrentKey());
+    WindowSpec spec = specs.get((Integer) key[0]);
+    String tenant = (String) key[1];
+    String value = spec.dimension == null ? null : (String) key[2];
     long end = timestamp + 1;
     long start = end - spec.sizeMs;
-    byte[] bytes = open.get(start);
-    if (bytes != null) {
-      Accumulator acc = Accumulator.of(bytes);
+    Accumulator acc = open.get(start);
+    if (acc != null) {
       open.remove(start);
       windows.inc();
       String outKey = tenant + "/" + spec.id + (value == null ? "" : "/" + value);

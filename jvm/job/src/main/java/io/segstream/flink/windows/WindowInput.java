@@ -24,8 +24,19 @@ public class WindowInput {
 
   public WindowInput() {}
 
+  /** "spec:tenantLength:tenant" + value: unambiguous whatever characters tenant and value hold
+   * (the contract allows any string, NUL included). */
   public static String keyOf(int spec, String tenant, String value) {
-    return spec + "\u0000" + tenant + "\u0000" + (value == null ? "" : value);
+    return spec + ":" + tenant.length() + ":" + tenant + (value == null ? "" : value);
+  }
+
+  /** {@link #keyOf}'s parts: spec index, tenant, value ("" when the definition has no dimension). */
+  public static Object[] parseKey(String key) {
+    int a = key.indexOf(':');
+    int b = key.indexOf(':', a + 1);
+    int length = Integer.parseInt(key.substring(a + 1, b));
+    return new Object[] {Integer.parseInt(key.substring(0, a)), key.substring(b + 1, b + 1 + length),
+        key.substring(b + 1 + length)};
   }
 
   @Override
@@ -41,6 +52,6 @@ public class WindowInput {
 
   @Override
   public String toString() {
-    return "WindowInput{" + key.replace('\u0000', '/') + " " + eventId + " @" + ts + "}";
+    return "WindowInput{" + key + " " + eventId + " @" + ts + "}";
   }
 }

@@ -76,6 +76,18 @@ class WindowAggregatorTest {
   }
 
   @Test
+  void keysAreUnambiguous() {
+    for (String tenant : new String[] {"t", "a:b", "x\u0000y", "", "12:"}) {
+      for (String value : new String[] {null, "", "/a", ":\u0000:"}) {
+        Object[] parts = WindowInput.parseKey(WindowInput.keyOf(3, tenant, value));
+        assertEquals(3, parts[0]);
+        assertEquals(tenant, parts[1]);
+        assertEquals(value == null ? "" : value, parts[2]);
+      }
+    }
+  }
+
+  @Test
   void extractsOnePerMatchingDefinitionAndSkipsInvalid() throws Exception {
     var out = extract(record("t", "u1", "e1", T0, "page_view", "/a", 5),
         record("t", "u1", "e2", T0, "page_view", "/zzz", 2.5),
