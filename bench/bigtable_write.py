@@ -4,9 +4,12 @@
     .venv/bin/python bench/bigtable_write.py writer --records 50000 --outage-s 30
     .venv/bin/python bench/bigtable_write.py unbatched --records 5000
     .venv/bin/python bench/bigtable_write.py flink --records 30000 [--outage-s 30]
+    .venv/bin/python bench/bigtable_write.py jvm-writer --records 200000
 
 writer:    BigtableWriter alone, one concurrent write per record (event row + profile row).
 unbatched: one MutateRow RPC per row, awaited one at a time (what batching saves).
+jvm-writer: the JVM sink's writer alone (io.segstream.flink.BigtableSinkTool from the job jar): rows
+           built and written through the client's batchers, flushed; the JVM job's Bigtable ceiling.
 flink:     the same MiniCluster job with and without the Bigtable sink, thread mode (sink operator in
            process mode), so the difference is what the sink costs.
 --outage-s pauses the emulator (SIGSTOP) for that long mid-run, then SIGCONT; the run must still end
@@ -204,6 +207,27 @@ def bench_flink(settings: Settings, pid: int, n: int, outage_s: float, work: Pat
               f"({n / base:.0f} records/s without the sink, {n / sink:.0f} with it)")
 
 
+def bench_jvm_writer(settings: Settings, n: int, work: Path) -> None:
+    import subprocess
+
+    import pyflink
+
+    from segstream.jvm import require
+
+    tenant, stamp = f"bench-{uuid.uuid4().hex[:6]}", int(time.time() * 1000) - 3_600_000
+    lines = work / "records.jsonl"
+    lines.write_bytes(b"".join(orjson.dumps(list(record(tenant, i, stamp))) + b"\n" for i in range(n)))
+    b = settings.bigtable
+    jar = require(settings.path(settings.flink.job_jar), "the job jar")
+    classpath = f"{jar}:{Path(pyflink.__file__).parent / 'lib'}/*"  # Flink is provided
+    with lines.open("rb") as stdin:
+        out = subprocess.run(["java", "-cp", classpath, "io.segstream.flink.BigtableSinkTool", b.emulator_host,
+                              b.project, b.instance, b.events_table, b.profiles_table, str(b.hash_prefix_hex)],
+                             stdin=stdin, capture_output=True, text=True, check=True).stdout
+    result = orjson.loads(out.splitlines()[-1])
+    report("jvm-writer", n, result["seconds"], settings, tenant, 0.0)
+
+
 def report(label: str, n: int, elapsed: float, settings: Settings, tenant: str, outage_s: float) -> None:
     stored = count_rows(settings, tenant)
     verdict = "exact" if stored == n else f"MISMATCH: {stored} rows"
@@ -216,7 +240,7 @@ def report(label: str, n: int, elapsed: float, settings: Settings, tenant: str, 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["writer", "unbatched", "flink"])
+    p.add_argument("what", choices=["writer", "unbatched", "flink", "jvm-writer"])
     p.add_argument("--records", type=int, default=20_000)
     p.add_argument("--outage-s", type=float, default=0.0)
     a = p.parse_args()
@@ -231,6 +255,8 @@ def main() -> None:
         schema.ensure_tables(settings.bigtable)
         if a.what == "writer":
             bench_writer(settings, pid, a.records, a.outage_s)
+        elif a.what == "jvm-writer":
+            bench_jvm_writer(settings, a.records, work)
         elif a.what == "unbatched":
             bench_unbatched(settings, a.records)
         else:

@@ -76,6 +76,16 @@ class Run:
     # CPU s of the process tree (the job's JVM and Python workers), sampled from /proc twice a second:
     # misses up to the last half second of each process.
     cpu: float
+    # CPU µs of the process tree per output inside the steady window (first output to 95 %): the
+    # per-event cost without start-up, and much less sensitive than rates to other load on the machine.
+    steady_cpu_us: float = float("nan")
+
+
+def steady_window(samples: list[tuple[float, int]], total: int, started: float) -> tuple[float, int, float, int]:
+    moving = [(t, n) for t, n in samples if n > 0]
+    first_t, first_n = moving[0] if moving else (started, 0)
+    last_t, last_n = next(((t, n) for t, n in moving if n >= 0.95 * total), moving[-1] if moving else (started, 0))
+    return first_t, first_n, last_t, last_n
 
 
 def steady_rate(samples: list[tuple[float, int]], total: int, started: float) -> float:
@@ -119,6 +129,7 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     the command's process tree twice a second; its stderr goes to `log` if given."""
     samples: list[tuple[float, int]] = []
     cpu: dict[int, float] = {}  # pid -> CPU s at its last sample
+    cpu_samples: list[tuple[float, float]] = []  # (time, CPU s of the tree so far)
     done = threading.Event()
     # The partitions' high watermarks: cheap, and exact for an at-least-once sink.
     watermarks = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-sampler"})
@@ -127,6 +138,7 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     def sample(pid: int):
         while not done.is_set():
             cpu.update(tree_cpu(pid))
+            cpu_samples.append((time.monotonic(), sum(cpu.values())))
             try:
                 high = sum(watermarks.get_watermark_offsets(tp, timeout=2)[1] for tp in tps)
                 samples.append((time.monotonic(), high))
@@ -149,7 +161,14 @@ def timed_run(command: list[str], bootstrap: str, output_topic: str, partitions:
     if process.returncode != 0:
         sys.exit(f"{what} failed:\n{stderr[-3000:]}")
     total = sum(end_offsets(bootstrap, output_topic).values())
-    return Run(total, wall, steady_rate(samples, total, started), sum(cpu.values()))
+    first_t, first_n, last_t, last_n = steady_window(samples, total, started)
+
+    def cpu_at(t: float) -> float:
+        return next((c for ct, c in reversed(cpu_samples) if ct <= t), 0.0)
+
+    steady_cpu_us = ((cpu_at(last_t) - cpu_at(first_t)) * 1e6 / (last_n - first_n) if last_n > first_n
+                     else float("nan"))
+    return Run(total, wall, steady_rate(samples, total, started), sum(cpu.values()), steady_cpu_us)
 
 
 def run_job_bounded(settings, script: Path = JOB) -> Run:
@@ -189,6 +208,8 @@ def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2, span
                                                                    tenants=2, span_ms=span)), total=events)
     print(f"parallelism={settings.flink.parallelism} events={events} span_hours={span_hours or 'default'} "
           f"windows={settings.windows.file} window state backend={settings.windows.state_backend}")
+    fixed = _windows_fixed_cpu(bootstrap, base_env)
+    print(f"window job start-up and shutdown over 10 events: CPU {fixed:.1f} s")
     results: dict[bool, list[float]] = {False: [], True: []}
     for n in range(rounds * 2):
         with_windows = n % 2 == 1
@@ -218,25 +239,48 @@ def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2, span
                 sys.exit(f"the window job failed ({side.returncode})")
             windows = sum(end_offsets(bootstrap, f"{topics.aggregates}-{run_id}").values())
         results[with_windows].append(run.steady)
+        side_total = sum(side_cpu.values())
         print(f"main job {'with the window job' if with_windows else 'alone':>20}: steady {run.steady:,.0f} ev/s, "
-              f"wall {run.wall:.1f} s, CPU {run.cpu:.0f} s"
-              + (f"; window job CPU {sum(side_cpu.values()):.0f} s, {windows} window aggregates"
-                 if with_windows else "")
+              f"{run.steady_cpu_us:.0f} CPU µs/event, wall {run.wall:.1f} s, CPU {run.cpu:.0f} s"
+              + (f"; window job CPU {side_total:.0f} s ({(side_total - fixed) * 1e6 / events:.0f} µs/event "
+                 f"beyond start-up), {windows} window aggregates" if with_windows else "")
               + f"; load average before {load_before}, after {_load()}")
     alone, both = statistics.mean(results[False]), statistics.mean(results[True])
     print(f"mean steady rate alone {alone:,.0f} ev/s, with the window job {both:,.0f} ev/s: "
           f"cost {100 * (1 - both / alone):.1f} %")
 
 
+def _windows_fixed_cpu(bootstrap: str, base_env: dict[str, str]) -> float:
+    """The CPU s of a bounded window job over 10 events: its start-up and shutdown (JVM, MiniCluster,
+    PyFlink client), to tell them from its per-event cost."""
+    run_id = uuid.uuid4().hex[:6]
+    env = {**os.environ, **base_env, **{f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"bench-fixed-{run_id}-{name}"
+                                       for name in ("events", "aggregates", "alerts", "late_events")}}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(bootstrap, topic_plan(settings), configs=topic_configs(settings))
+    produce_records(bootstrap, settings.kafka.topics.events, generate(TrafficSpec(events=10, users=5)), progress=False)
+    cpu: dict[int, float] = {}
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "windows.py"), "--bounded"], env=env,
+                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None:
+        cpu.update(tree_cpu(process.pid))
+        time.sleep(0.5)
+    os.environ.update(base_env)
+    return sum(cpu.values())
+
+
 @app.command()
-def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False):
+def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False,
+            isolation: str = typer.Option("read_uncommitted", help="the reader's isolation.level: read_committed "
+                                          "sees an exactly-once sink's records only once their checkpoint commits")):
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     job = subprocess.Popen([sys.executable, str(JOB)], env=os.environ.copy(), cwd=PROJECT_ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # fetch.wait.max.ms: the reader must not add its own wait (the broker may hold a fetch that long).
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "enable.auto.commit": False,
-                         "fetch.wait.max.ms": 10})
+                         "fetch.wait.max.ms": 10, "isolation.level": isolation})
     consumer.assign([TopicPartition(topics.evaluations, p, 0) for p in range(settings.kafka.events_partitions)])
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
@@ -283,7 +327,7 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
     if not latencies:
         sys.exit("no evaluations arrived")
     q = statistics.quantiles(latencies, n=100)
-    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s: {len(latencies)}/{count} evaluated; latency ms "
+    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s ({isolation}): {len(latencies)}/{count} evaluated; latency ms "
           f"p50={q[49]:.0f} p95={q[94]:.0f} p99={q[98]:.0f} max={max(latencies):.0f}")
 
 

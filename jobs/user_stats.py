@@ -4,7 +4,8 @@
                           │ invalid                                 ▲   │ (RocksDB keyed state)
                           ▼                                         │   ├──► Kafka `expirations`
                  Kafka `dead-letters` ◄── invalid rules ◄── Kafka `rules` (broadcast)
-                                                                        └──► Bigtable mirror (events, profiles)
+                          ▲                                             │ mirror (bigtable.enabled)
+                          └──── rows Bigtable cannot take ◄── bigtable-rows ──► bigtable-sink
 
 No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.Pipeline, running
 the JVM engine of jvm/engine). This script only declares the Kafka tables (jobs/kafka_tables.py),
@@ -14,6 +15,10 @@ the sink tables. The Python engine (operators/) is the reference the JVM engine 
 
 Run on the embedded MiniCluster with `python jobs/user_stats.py [--bounded]`, or submit unchanged
 with `flink run -py jobs/user_stats.py` (see README, Operations).
+
+With `bigtable.enabled` every evaluated event is mirrored to Bigtable by a Java Sink V2
+(io.segstream.flink.BigtableSink, docs/bigtable.md). The tables must exist (`segstream stack up`,
+or sinks.bigtable.schema.ensure_tables): the job writes rows, it does not administer tables.
 """
 
 from __future__ import annotations
@@ -67,10 +72,15 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 
     events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("events_source")), RECORD_TYPE)
     rules = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("rules_source")), RECORD_TYPE)
+    mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
-                                          catalogue_json(settings), rules_json(settings), False)
+                                          catalogue_json(settings), rules_json(settings), mirror)
+    if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
+        b = settings.bigtable
+        pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
+                                    b.emulator_host)
 
     statements = t_env.create_statement_set()
     statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(pipeline.evaluations())))

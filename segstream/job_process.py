@@ -45,8 +45,8 @@ class JobProcess:
     def start(cls, config_path: Path | str | None, args: Iterable[str], log_path: Path,
               env: dict[str, str] | None = None, flink_log_dir: Path | None = None,
               flink_options: dict[str, object] | None = None, script: Path = JOB_SCRIPT) -> JobProcess:
-        """Launch the job (`script`: jobs/user_stats.py by default, or another job such as
-        jobs/windows.py); stdout and stderr go to `log_path`, Flink's own log to `flink_log_dir`."""
+        """Launch the job (`script`: JOB_SCRIPT by default); stdout and stderr go to
+        `log_path`, Flink's own log to `flink_log_dir`."""
         run_env = dict(os.environ)
         if config_path is not None:
             run_env["SEGSTREAM_CONFIG"] = str(config_path)

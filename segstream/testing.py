@@ -518,16 +518,15 @@ class KillPoint:
                 and self.watcher.count >= self.evaluations + self.share * (self.total - self.evaluations))
 
 
-def stop_with_savepoint(job: JobProcess, rest_port: int | None, target: Path, timeout: float = 120,
-                        job_name: str | None = JOB_NAME) -> str:
+def stop_with_savepoint(job: JobProcess, rest_port: int | None, target: Path, timeout: float = 120) -> str:
     """Stop the job in `job` with a savepoint through its MiniCluster's REST API; wait for exit 0.
-    `rest_port` None: the port the job's MiniCluster bound by itself (JobProcess.rest_port).
-    `job_name`: the Flink job's name (the main job's by default; jobs/windows.py: `segstream-windows`)."""
+    `rest_port` None: the port the job's MiniCluster bound by itself (JobProcess.rest_port)."""
+    own_cluster = rest_port is None  # the job's MiniCluster runs it alone, whatever its name (either job)
     if rest_port is None:
         rest_port = job.rest_port(timeout)
     rest = FlinkRest(f"http://127.0.0.1:{rest_port}")
-    job_id = wait_for(lambda: _running_job(rest, job_name), 60, "the job on the REST API", 0.5,
-                      abort=job.exit_reason)
+    job_id = wait_for(lambda: _running_job(rest, None if own_cluster else JOB_NAME), 60, "the job on the REST API",
+                      0.5, abort=job.exit_reason)
     try:
         location: str | None = rest.stop_with_savepoint(job_id, target.resolve().as_uri(), timeout=timeout)
     except StackError as exc:
@@ -556,7 +555,7 @@ def _running_job(rest: FlinkRest, name: str | None = JOB_NAME) -> str | None:
 def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed: int, valid_ids: set[str],
                       fraction: tuple[float, float] = (0.1, 0.7), timeout: float = 300,
                       jvm_args: str = FAST_JVM, also_wait_for: Callable[[], bool] | None = None,
-                      bounded: bool = True) -> CrashRun:
+                      bounded: bool = True, script: Path = JOB_SCRIPT) -> CrashRun:
     """Run the job (bounded by default); kill -9 its process group at a random point after a
     checkpoint completed (KillPoint, `fraction` = the range of its share); restore the latest
     checkpoint; once every valid event is evaluated and has reached every sink (and `also_wait_for()`
@@ -565,7 +564,7 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
     Event-time timers need `bounded=False`: a restored bounded job does not finish (see the crash
     harness in the module docstring), and a source subtask whose splits have all reached their end
     offsets then holds its last watermark forever, where an unbounded one goes idle and drops out of
-    it."""
+    it. `script`: the job entry (JOB_SCRIPT by default)."""
     rng = random.Random(seed)
     share = rng.uniform(*fraction)
     checkpoints = settings.path(settings.flink.checkpoint_dir)
@@ -575,7 +574,7 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
     first_log, second_log = workdir / f"run-{seed}-1.log", workdir / f"run-{seed}-2.log"
     try:
         job = JobProcess.start(config_path, ["--bounded"] if bounded else [], first_log, env={"JVM_ARGS": jvm_args},
-                               flink_log_dir=workdir / f"flink-log-{seed}-1")
+                               flink_log_dir=workdir / f"flink-log-{seed}-1", script=script)
         kill_point = KillPoint(checkpoints, watcher, share, len(valid_ids))
         try:
             wait_for(kill_point.reached, timeout, "a completed checkpoint and the kill point", 0.05,
@@ -591,7 +590,8 @@ def crash_and_recover(settings: Settings, config_path: Path, workdir: Path, seed
 
         # No --bounded: the restored splits keep the first run's stopping offsets anyway.
         job = JobProcess.start(config_path, ["--savepoint", checkpoint.as_uri()], second_log,
-                               env={"JVM_ARGS": jvm_args}, flink_log_dir=workdir / f"flink-log-{seed}-2")
+                               env={"JVM_ARGS": jvm_args}, flink_log_dir=workdir / f"flink-log-{seed}-2",
+                               script=script)
         try:
             wait_for(lambda: valid_ids <= watcher.event_ids, timeout, "every valid event to be evaluated",
                      0.1, abort=job.exit_reason)

@@ -1,10 +1,13 @@
-"""segstream side by side with a peer: Quix Streams, on the same broker and the same events.
+"""segstream side by side with a peer (Quix Streams) and with the framework floor, on the same
+broker and the same events.
 
 One run on one private stack (segstream.testing.LocalStack: Apache Kafka and the Bigtable
 emulator on free ports): produce the events once, run the Quix Streams peer over them
 (bench/peers/quix_peer.py: one process, RocksDB, segstream's Python engine per event), then
-segstream's job bounded (bench/throughput.py), check that both wrote the same evaluation for
-every event (`rules_version` aside) and the same dead letters, and print the rates and their ratio.
+segstream's job bounded (bench/throughput.py), then the floor (bench/floor_job.py: the job's
+pipeline shape with a trivial keyed counter in place of the engine), check that the peer and the
+job wrote the same evaluation for every event (`rules_version` aside) and the same dead letters,
+and print the rates and their ratios.
 
     python3.11 -m venv .segstream/peers-venv
     .segstream/peers-venv/bin/pip install -r bench/peers/requirements.txt
@@ -33,12 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.throughput import Run, _fresh_topics, _settings, run_job_bounded, timed_run  # noqa: E402
 from segstream.config import PROJECT_ROOT, Settings  # noqa: E402
+from segstream.job_process import JOB_SCRIPT  # noqa: E402
 from segstream.kafka_admin import ensure_topics, read_topic, topic_configs, value_of  # noqa: E402
 from segstream.produce import TrafficSpec, generate, produce_records  # noqa: E402
 from segstream.testing import LocalStack, valid_event_ids  # noqa: E402
 
 app = typer.Typer(add_completion=False)
 PEER = Path(__file__).resolve().parent / "quix_peer.py"
+FLOOR = Path(__file__).resolve().parents[1] / "floor_job.py"
 PEER_PYTHON = PROJECT_ROOT / ".segstream" / "peers-venv" / "bin" / "python"
 
 
@@ -91,10 +96,16 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
          invalid_ratio: float = typer.Option(0.0, help="share of invalid records (dead letters)"),
          seed: int = 42,
          peer_python: Path = typer.Option(PEER_PYTHON, help="the python of the peer's virtualenv"),
-         keep: bool = typer.Option(False, help="keep the stack's directory (broker data, logs)")) -> None:
-    if not peer_python.exists():
+         keep: bool = typer.Option(False, help="keep the stack's directory (broker data, logs)"),
+         peer: bool = typer.Option(True, help="run the Quix Streams peer (else job and floor only, unverified)"),
+         floor: bool = typer.Option(True, help="run the framework floor (bench/floor_job.py)"),
+         variant: list[str] = typer.Option([], help="also run the job with environment overrides, side by side: "
+                                           "'label|VAR=value|VAR2=value' (\\n in a value is a newline), "
+                                           "e.g. 'old jar|SEGSTREAM_FLINK__JOB_JAR=/tmp/old.jar'")) -> None:
+    if peer and not peer_python.exists():
         sys.exit(f"{peer_python} is missing: python3.11 -m venv .segstream/peers-venv && "
                  ".segstream/peers-venv/bin/pip install -r bench/peers/requirements.txt")
+    print("load average at start (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     root = Path(tempfile.mkdtemp(prefix="segstream-peers-"))
     stack = LocalStack.start(root)
     try:
@@ -111,17 +122,44 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
                         generate(TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=invalid_ratio)),
                         total=events)
 
-        peer = timed_run([str(peer_python), str(PEER), "--bounded", "--bootstrap", bootstrap,
-                          "--input", topics.events, "--evaluations", peer_topics["evaluations"],
-                          "--dead-letters", peer_topics["dead"], "--expirations", peer_topics["expirations"],
-                          "--group", f"{run_id}-quix", "--state-dir", str(root / "quix-state"),
-                          "--stats", str(settings.path(settings.stats_file)),
-                          "--rules", str(settings.path(settings.rules_file))],
-                         bootstrap, peer_topics["evaluations"], partitions, what="the quix peer",
-                         log=root / "quix-peer.log")
-        print(f"quix peer: {peer.outputs:,} evaluations in {peer.wall:.1f} s", file=sys.stderr)
+        runs: list[tuple[str, Run]] = []
+        if peer:
+            peer_run = timed_run([str(peer_python), str(PEER), "--bounded", "--bootstrap", bootstrap,
+                                 "--input", topics.events, "--evaluations", peer_topics["evaluations"],
+                                 "--dead-letters", peer_topics["dead"], "--expirations", peer_topics["expirations"],
+                                 "--group", f"{run_id}-quix", "--state-dir", str(root / "quix-state"),
+                                 "--stats", str(settings.path(settings.stats_file)),
+                                 "--rules", str(settings.path(settings.rules_file))],
+                                bootstrap, peer_topics["evaluations"], partitions, what="the quix peer",
+                                log=root / "quix-peer.log")
+            print(f"quix peer: {peer_run.outputs:,} evaluations in {peer_run.wall:.1f} s", file=sys.stderr)
+            runs.append(("Quix Streams 3.28.1 + engine", peer_run))
         job = run_job_bounded(settings)
-        summary = verify(settings, peer_topics)
+        print(f"segstream job: {job.outputs:,} evaluations in {job.wall:.1f} s", file=sys.stderr)
+        runs.append(("segstream (Flink job)", job))
+        for i, spec in enumerate(variant):
+            label, *assignments = spec.split("|")
+            overrides = dict(a.split("=", 1) for a in assignments)
+            overrides = {k: v.replace("\\n", "\n") for k, v in overrides.items()}
+            variant_topic = f"{run_id}-variant{i}-evaluations"
+            ensure_topics(bootstrap, {variant_topic: partitions}, configs=topic_configs(settings))
+            variant_env = {**os.environ, **overrides, "SEGSTREAM_KAFKA__TOPICS__EVALUATIONS": variant_topic,
+                           "SEGSTREAM_KAFKA__GROUP_ID": f"{run_id}-variant{i}"}
+            run = timed_run([sys.executable, str(JOB_SCRIPT), "--bounded"], bootstrap, variant_topic, partitions,
+                            env=variant_env, what=f"the job ({label})", log=root / f"variant{i}.log")
+            print(f"segstream job ({label}): {run.outputs:,} evaluations in {run.wall:.1f} s", file=sys.stderr)
+            runs.append((f"job: {label}"[:32], run))
+        if floor:
+            # Same settings and events topic; its own output topic and consumer group.
+            floor_topic = f"{run_id}-floor-evaluations"
+            ensure_topics(bootstrap, {floor_topic: partitions}, configs=topic_configs(settings))
+            floor_env = {**os.environ, "SEGSTREAM_KAFKA__TOPICS__EVALUATIONS": floor_topic,
+                         "SEGSTREAM_KAFKA__GROUP_ID": f"{run_id}-floor"}
+            floor_run = timed_run([sys.executable, str(FLOOR), "--bounded"], bootstrap, floor_topic, partitions,
+                                  env=floor_env, what="the floor job", log=root / "floor-job.log")
+            print(f"floor: {floor_run.outputs:,} records in {floor_run.wall:.1f} s", file=sys.stderr)
+            runs.append(("floor (Flink, trivial keyed fn)", floor_run))
+        summary = verify(settings, peer_topics) if peer else "not verified (no peer run)"
     finally:
         stack.stop()
         if not keep:
@@ -132,14 +170,22 @@ def main(events: int = typer.Option(200_000, help="events to produce"),
           f"parallelism {f.parallelism}, buffer timeout {f.buffer_timeout_ms} ms, {f.state_backend}; "
           f"quix: one process, RocksDB")
     print(summary)
-    rows: list[tuple[str, Run]] = [("Quix Streams 3.28.1 + engine", peer), ("segstream (Flink job)", job)]
-    print(f"{'framework':<30} {'events':>9} {'steady ev/s':>12} {'wall s':>8} {'CPU s':>7} {'ev/CPU-s':>9}")
-    for name, run in rows:
-        print(f"{name:<30} {events:>9,} {run.steady:>12,.0f} {run.wall:>8.1f} {run.cpu:>7.1f} "
-              f"{events / run.cpu if run.cpu else float('nan'):>9,.0f}")
-    print(f"ratio segstream/quix: steady {job.steady / peer.steady:.2f}, wall {peer.wall / job.wall:.2f} "
-          f"(peer wall / job wall), events per CPU-s {peer.cpu / job.cpu:.2f}")
-    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"{'framework':<32} {'outputs':>9} {'steady ev/s':>12} {'wall s':>8} {'CPU s':>7} {'ev/CPU-s':>9} "
+          f"{'steady CPU µs/ev':>16}")
+    for name, run in runs:
+        print(f"{name:<32} {run.outputs:>9,} {run.steady:>12,.0f} {run.wall:>8.1f} {run.cpu:>7.1f} "
+              f"{events / run.cpu if run.cpu else float('nan'):>9,.0f} {run.steady_cpu_us:>16.1f}")
+    if peer:
+        print(f"ratio segstream/quix: steady {job.steady / peer_run.steady:.2f}, "
+              f"wall {peer_run.wall / job.wall:.2f} (peer wall / job wall), "
+              f"events per CPU-s {peer_run.cpu / job.cpu:.2f}")
+    if floor:
+        print(f"ratio segstream/floor: steady {job.steady / floor_run.steady:.2f}, "
+              f"wall {floor_run.wall / job.wall:.2f} (floor wall / job wall), "
+              f"events per CPU-s {floor_run.cpu / job.cpu:.2f}")
+    if peer and floor:
+        print(f"ratio floor/quix: steady {floor_run.steady / peer_run.steady:.2f}")
+    print("load average at end (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

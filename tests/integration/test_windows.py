@@ -43,7 +43,6 @@ from segstream.windows import definitions
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 WINDOWS_SCRIPT = PROJECT_ROOT / "jobs" / "windows.py"
-WINDOWS_JOB = "segstream-windows"  # = jobs.windows.JOB_NAME (importing jobs/windows.py needs PyFlink)
 HOUR = 3_600_000
 WINDOW = 300_000
 # A fixed end of traffic in the past (the broker refuses timestamps ahead of its clock), a window
@@ -201,7 +200,7 @@ def test_late_events_go_to_late_events_with_their_lateness(job_config, tmp_path)
         wanted = expected(settings, valid_events(records))
         wait_for(lambda: wanted_late <= late_watch.event_ids and set(wanted) <= aggregates.event_ids, 400,
                  "every late event routed and every window emitted", 0.5, abort=job.exit_reason)
-        stop_with_savepoint(job, None, tmp_path / "savepoints", job_name=WINDOWS_JOB)  # commits the last transaction
+        stop_with_savepoint(job, None, tmp_path / "savepoints")  # commits the last transaction
     finally:
         aggregates.close()
         late_watch.close()
@@ -258,7 +257,7 @@ def test_each_window_exactly_once_across_a_kill_and_restore(job_config, tmp_path
         feed.join(400)
         wait_for(lambda: set(wanted) <= committed.event_ids, 400, "every window committed", 0.5,
                  abort=job.exit_reason)
-        stop_with_savepoint(job, None, tmp_path / "savepoints", job_name=WINDOWS_JOB)
+        stop_with_savepoint(job, None, tmp_path / "savepoints")
     finally:
         watcher.close()
         committed.close()

@@ -153,6 +153,22 @@ public final class Evaluator {
   /** ceil((max_ts + expire_after) / resolution) * resolution; Long.MAX_VALUE if that leaves 64 bits. */
   Long timer(Long maxTs) {
     if (expireAfter == null || maxTs == null) return null;
+    // In long arithmetic while nothing overflows (every event calls this twice); the BigInteger
+    // form below gives the same results and handles the rest.
+    long r = timerResolution;
+    long sum = maxTs + expireAfter;
+    if (((maxTs ^ sum) & (expireAfter ^ sum)) >= 0 && sum != Long.MIN_VALUE) {
+      long q = -Math.floorDiv(-sum, r);  // ceil(sum / r)
+      try {
+        return Math.multiplyExact(q, r);
+      } catch (ArithmeticException e) {
+        return Long.MAX_VALUE;
+      }
+    }
+    return bigTimer(maxTs);
+  }
+
+  Long bigTimer(long maxTs) {
     BigInteger due = BigInteger.valueOf(maxTs).add(BigInteger.valueOf(expireAfter));
     BigInteger r = BigInteger.valueOf(timerResolution);
     BigInteger[] qr = due.divideAndRemainder(r);

@@ -53,8 +53,12 @@ public final class Json {
 
   static void string(StringBuilder out, String s) {
     out.append('"');
+    int run = 0;  // start of the characters not yet written that need no escape
     for (int i = 0; i < s.length(); i++) {
       char c = s.charAt(i);
+      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      out.append(s, run, i);
+      run = i + 1;
       switch (c) {
         case '"' -> out.append("\\\"");
         case '\\' -> out.append("\\\\");
@@ -63,12 +67,10 @@ public final class Json {
         case '\r' -> out.append("\\r");
         case '\b' -> out.append("\\b");
         case '\f' -> out.append("\\f");
-        default -> {
-          if (c < 0x20) out.append(String.format("\\u%04x", (int) c));
-          else out.append(c);
-        }
+        default -> out.append(String.format("\\u%04x", (int) c));
       }
     }
+    out.append(s, run, s.length());
     out.append('"');
   }
 }

@@ -16,6 +16,48 @@ final class PyFloat {
 
   static Digits digits(double d) {
     double a = Math.abs(d);
+    Digits fast = fastDigits(a);
+    if (fast != null) return fast;
+    return searchDigits(a);
+  }
+
+  /** The same digits as {@link #searchDigits} by a cheaper way, for the common cases, else null.
+   * An integral a below 1e15 (so below 2^53, its ulp at most 1): its digits without trailing zeros
+   * (any decimal with fewer significant digits is at least 1 away, more than half an ulp). Else
+   * the digits of Double.toString (JDK 17: always reads back, not always shortest): at most 15
+   * of them make the only decimal of that length reading back as a (15-digit decimals are further
+   * apart than a double's round-trip interval); it is the shortest if no decimal one digit
+   * shorter reads back (if a p-digit decimal reads back, so does a (p+1)-digit one). */
+  static Digits fastDigits(double a) {
+    if (!(a > 0) || Double.isInfinite(a)) return null;
+    if (a < 1e15 && a == Math.rint(a)) {
+      String s = Long.toString((long) a);
+      int end = s.length();
+      while (end > 1 && s.charAt(end - 1) == '0') end--;
+      return new Digits(s.substring(0, end), s.length());
+    }
+    String s = Double.toString(a);
+    int e = s.indexOf('E');
+    int exp10 = e < 0 ? 0 : Integer.parseInt(s.substring(e + 1));
+    String mantissa = e < 0 ? s : s.substring(0, e);
+    int dot = mantissa.indexOf('.');
+    if (dot < 0) return null;
+    String all = mantissa.substring(0, dot) + mantissa.substring(dot + 1);
+    int decpt = dot + exp10;
+    int start = 0;
+    while (start < all.length() && all.charAt(start) == '0') {
+      start++;
+      decpt--;
+    }
+    int end = all.length();
+    while (end > start && all.charAt(end - 1) == '0') end--;
+    if (end == start || end - start > 15) return null;
+    String digits = all.substring(start, end);
+    if (digits.length() > 1 && nearestReadingBack(new BigDecimal(a), a, digits.length() - 1) != null) return null;
+    return new Digits(digits, decpt);
+  }
+
+  static Digits searchDigits(double a) {
     BigDecimal exact = new BigDecimal(a);
     // Python's repr (David Gay's shortest mode): the fewest significant digits that read back as
     // d, and at that length the candidate nearest the exact value. At a power of two the

@@ -1,6 +1,5 @@
 package io.segstream.engine;
 
-import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -51,9 +50,9 @@ public final class UserState {
 
   public byte[] encode() {
     Out out = new Out();
-    out.buf.write(FORMAT_VERSION);
+    out.write(FORMAT_VERSION);
     out.varlong(seq);
-    out.buf.write((maxTs == null ? 0 : 1) | (expired ? 2 : 0));
+    out.write((maxTs == null ? 0 : 1) | (expired ? 2 : 0));
     if (maxTs != null) out.zigzag(maxTs);
     out.varlong(statFps.length);
     for (int fp : statFps) out.fixed(fp, 4);
@@ -63,7 +62,7 @@ public final class UserState {
     bits(out, segmentMask);
     bits(out, errorMask);
     out.fixed(rulesFp, 8);
-    return out.buf.toByteArray();
+    return out.toByteArray();
   }
 
   public static UserState decode(byte[] blob) {
@@ -104,39 +103,39 @@ public final class UserState {
 
   private static void value(Out out, Object v) {
     if (v == null) {
-      out.buf.write(NULL);
+      out.write(NULL);
     } else if (v instanceof Long l) {
-      out.buf.write(LONG);
+      out.write(LONG);
       out.zigzag(l);
     } else if (v instanceof Double d) {
-      out.buf.write(DOUBLE);
+      out.write(DOUBLE);
       out.fixed(Double.doubleToRawLongBits(d), 8);
     } else if (v instanceof String s) {
       if (hasLoneSurrogate(s)) {
-        out.buf.write(UTF16);
+        out.write(UTF16);
         out.varlong(s.length());
         for (int i = 0; i < s.length(); i++) out.fixed(s.charAt(i), 2);
       } else {
-        out.buf.write(STRING);
+        out.write(STRING);
         out.bytes(s.getBytes(StandardCharsets.UTF_8));
       }
     } else if (v instanceof Boolean b) {
-      out.buf.write(b ? TRUE : FALSE);
+      out.write(b ? TRUE : FALSE);
     } else if (v instanceof byte[] digests) {
-      out.buf.write(DIGESTS);
+      out.write(DIGESTS);
       out.bytes(digests);
     } else if (v instanceof Distinct.Sketch sketch) {
-      out.buf.write(SKETCH);
+      out.write(SKETCH);
       out.bytes(sketch.bytes());
     } else if (v instanceof LinkedHashMap<?, ?> buckets) {
-      out.buf.write(BUCKETS);
+      out.write(BUCKETS);
       out.varlong(buckets.size());
       for (Map.Entry<?, ?> e : buckets.entrySet()) {
         out.zigzag((Long) e.getKey());
         value(out, e.getValue());
       }
     } else if (v instanceof Object[] list) {
-      out.buf.write(LIST);
+      out.write(LIST);
       out.varlong(list.length);
       for (Object item : list) value(out, item);
     } else {
@@ -197,15 +196,33 @@ public final class UserState {
     return false;
   }
 
+  /** A growable byte buffer (not ByteArrayOutputStream: its synchronized write(int) per byte was
+   * a quarter of the job's per-event CPU in a JFR profile, docs/benchmarks.md). */
   private static final class Out {
-    final ByteArrayOutputStream buf = new ByteArrayOutputStream(256);
+    private byte[] buf = new byte[256];
+    private int n;
+
+    void write(int b) {
+      if (n == buf.length) buf = Arrays.copyOf(buf, n * 2);
+      buf[n++] = (byte) b;
+    }
+
+    void write(byte[] b, int off, int len) {
+      if (n + len > buf.length) buf = Arrays.copyOf(buf, Math.max(n * 2, n + len));
+      System.arraycopy(b, off, buf, n, len);
+      n += len;
+    }
+
+    byte[] toByteArray() {
+      return Arrays.copyOf(buf, n);
+    }
 
     void varlong(long v) {
       while ((v & ~0x7FL) != 0) {
-        buf.write((int) ((v & 0x7F) | 0x80));
+        write((int) ((v & 0x7F) | 0x80));
         v >>>= 7;
       }
-      buf.write((int) v);
+      write((int) v);
     }
 
     void zigzag(long v) {
@@ -213,12 +230,12 @@ public final class UserState {
     }
 
     void fixed(long v, int bytes) {
-      for (int i = bytes - 1; i >= 0; i--) buf.write((int) (v >>> (8 * i)));
+      for (int i = bytes - 1; i >= 0; i--) write((int) (v >>> (8 * i)));
     }
 
     void bytes(byte[] b) {
       varlong(b.length);
-      buf.write(b, 0, b.length);
+      write(b, 0, b.length);
     }
   }
 

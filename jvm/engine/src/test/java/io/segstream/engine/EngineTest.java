@@ -153,4 +153,19 @@ class EngineTest {
     assertThrows(IllegalArgumentException.class, () -> Catalogue.parseDuration("99999999999999999999d"));
     assertEquals(new BigInteger("1"), BigInteger.ONE);
   }
+
+  @Test
+  void longTimerArithmeticAgreesWithBigInteger() {
+    java.util.SplittableRandom random = new java.util.SplittableRandom(3);
+    for (String after : new String[] {"1d", "90d", "1s", "7d"}) {
+      Evaluator e = new Evaluator(Catalogue.parseJson(CAT.replace("\"1d\"", "\"" + after + "\"")), new NoRules());
+      long[] edges = {0, 1, -1, Long.MAX_VALUE, Long.MIN_VALUE, Long.MAX_VALUE - 86_400_000L, Long.MIN_VALUE + 1,
+          Events.MAX_TS, -Events.MAX_TS, 1_795_771_889_969L};
+      for (long ts : edges) assertEquals(e.bigTimer(ts), e.timer(ts), () -> after + " " + ts);
+      for (int i = 0; i < 100_000; i++) {
+        long ts = i % 2 == 0 ? random.nextLong() : random.nextLong(-Events.MAX_TS, Events.MAX_TS);
+        assertEquals(e.bigTimer(ts), e.timer(ts), () -> after + " " + ts);
+      }
+    }
+  }
 }

@@ -22,6 +22,8 @@ public final class Outputs {
       Types.ROW_NAMED(new String[] {"k", "v"}, Types.STRING, Types.STRING);
   /** (event JSON, evaluation JSON) for the Bigtable mirror (= MIRROR_TYPE, a Python Types.TUPLE). */
   public static final TypeInformation<Tuple2<String, String>> MIRROR_TYPE = Types.TUPLE(Types.STRING, Types.STRING);
+  /** The rows of one event between {@link ToBigtableRows} and {@link BigtableSink}. */
+  public static final TypeInformation<BigtableRows> BIGTABLE_ROWS_TYPE = Types.POJO(BigtableRows.class);
   /** Valid events between {@link ParseEvents} and {@link EvaluateUsers}. */
   public static final TypeInformation<ParsedEvent> PARSED_EVENT_TYPE = Types.POJO(ParsedEvent.class);
   /** The Kafka source rows of both topics: (record_key BYTES, record_value BYTES, record_partition INT,

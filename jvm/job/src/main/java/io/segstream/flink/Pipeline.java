@@ -2,6 +2,7 @@ package io.segstream.flink;
 
 import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.DataStreamSink;
 import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
 import org.apache.flink.types.Row;
 
@@ -11,24 +12,30 @@ import org.apache.flink.types.Row;
  * Inputs are {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
  * record_offset) of the events and rules source tables.
  *
- * <p>Operator uids are {@value #PARSE_UID} and {@value #EVALUATE_UID}, as in the former Python
- * job, and never change (savepoints map state by uid). A savepoint of that Python job does not
- * restore into this one: its states of the same names ("user", "rule-changes") hold pickled
- * values, and Flink refuses the restore as a serializer incompatibility (docs/operations.md).
+ * <p>Operator uids are {@value #PARSE_UID}, {@value #EVALUATE_UID} and {@value #BIGTABLE_SINK_UID},
+ * as in the former Python job, and never change (savepoints map state by uid). A savepoint of
+ * that Python job does not restore into this one: its state has other names and a Row key, and
+ * Flink refuses the restore (CHANGELOG.md gives the errors).
  */
 public final class Pipeline {
   public static final String PARSE_UID = "parse-validate";
   public static final String EVALUATE_UID = "evaluate-user";
+  public static final String BIGTABLE_ROWS_UID = "bigtable-rows";
+  public static final String BIGTABLE_SINK_UID = "bigtable-sink";
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
   private final boolean mirror;
+  private final String eventsTopic;
+  /** Dead letters of the Bigtable mirror, once attached. */
+  private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
   private Pipeline(SingleOutputStreamOperator<ParsedEvent> parsed, SingleOutputStreamOperator<Row> evaluations,
-      boolean mirror) {
+      boolean mirror, String eventsTopic) {
     this.parsed = parsed;
     this.evaluations = evaluations;
     this.mirror = mirror;
+    this.eventsTopic = eventsTopic;
   }
 
   /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
@@ -43,7 +50,7 @@ public final class Pipeline {
         .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parsed, evaluations, mirror);
+    return new Pipeline(parsed, evaluations, mirror, eventsTopic);
   }
 
   /** (user_id, evaluation JSON): for the evaluations sink. */
@@ -56,9 +63,29 @@ public final class Pipeline {
     return evaluations.getSideOutput(Outputs.EXPIRATIONS);
   }
 
-  /** (record key, dead letter) of both operators: for the dead-letters sink. */
+  /** (record key, dead letter) of every operator: for the dead-letters sink. Call it after
+   * {@link #attachBigtableSink}, whose rows Bigtable cannot take are dead letters too. */
   public DataStream<Row> deadLetters() {
-    return parsed.getSideOutput(Outputs.DEAD_LETTERS).union(evaluations.getSideOutput(Outputs.DEAD_LETTERS));
+    DataStream<Row> letters =
+        parsed.getSideOutput(Outputs.DEAD_LETTERS).union(evaluations.getSideOutput(Outputs.DEAD_LETTERS));
+    return bigtableRows == null ? letters : letters.union(bigtableRows.getSideOutput(Outputs.DEAD_LETTERS));
+  }
+
+  /**
+   * Mirror every evaluated event to Bigtable ({@link ToBigtableRows} then {@link BigtableSink});
+   * the pipeline must have been built with mirror. Arguments are the {@code bigtable:} settings
+   * (sinks/bigtable/config.py); an empty emulatorHost means production.
+   */
+  public DataStreamSink<BigtableRows> attachBigtableSink(String project, String instance, String eventsTable,
+      String profilesTable, int hashPrefixHex, String emulatorHost) {
+    if (!mirror) throw new IllegalStateException("the pipeline was built without mirror");
+    if (bigtableRows != null) throw new IllegalStateException("the Bigtable sink is attached already");
+    bigtableRows = mirror()
+        .process(new ToBigtableRows(hashPrefixHex, eventsTopic), Outputs.BIGTABLE_ROWS_TYPE)
+        .name("Bigtable rows").uid(BIGTABLE_ROWS_UID);
+    return bigtableRows
+        .sinkTo(new BigtableSink(project, instance, eventsTable, profilesTable, emulatorHost))
+        .name("Bigtable sink").uid(BIGTABLE_SINK_UID);
   }
 
   /** (event JSON, evaluation JSON) for the Bigtable sink; null unless built with mirror. */

@@ -45,9 +45,31 @@ class ShadedJarIT {
           .filter(n -> n.startsWith("com/fasterxml/") || n.startsWith("dev/cel/") || n.startsWith("cel/")
               || n.startsWith("com/google/") || n.startsWith("org/antlr/") || n.startsWith("org/bouncycastle/")
               || n.startsWith("org/apache/datasketches/") || n.startsWith("org/threeten/") || n.startsWith("org/yaml/")
+              || n.startsWith("io/grpc/") || n.startsWith("io/opentelemetry/") || n.startsWith("io/opencensus/")
+              || n.startsWith("io/perfmark/") || n.startsWith("org/apache/http/") || n.startsWith("org/apache/commons/codec/")
               || n.startsWith("META-INF/versions/"))
           .forEach(stray::add);
     }
     assertEquals(List.of(), stray);
+  }
+
+  /** gRPC finds its transport and name resolvers through META-INF/services: the files must be
+   * renamed with the relocation and name classes that exist (ServicesResourceTransformer). */
+  @Test
+  void grpcServicesAreRelocated() throws Exception {
+    try (ZipFile zip = new ZipFile(jar.toFile())) {
+      assertEquals(null, zip.getEntry("META-INF/services/io.grpc.ManagedChannelProvider"));
+      for (String service : List.of("ManagedChannelProvider", "NameResolverProvider", "LoadBalancerProvider")) {
+        var entry = zip.getEntry("META-INF/services/io.segstream.shaded.io.grpc." + service);
+        assertTrue(entry != null, service);
+        String text = new String(zip.getInputStream(entry).readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        for (String line : text.split("\n")) {
+          line = line.strip();
+          if (line.isEmpty() || line.startsWith("#")) continue;
+          assertTrue(line.startsWith("io.segstream.shaded."), line);
+          assertTrue(zip.getEntry(line.replace('.', '/') + ".class") != null, line);
+        }
+      }
+    }
   }
 }
