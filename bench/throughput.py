@@ -9,6 +9,9 @@ and report produce-to-evaluation latency percentiles (seen by a consumer of `eva
     .venv/bin/segstream stack up
     .venv/bin/python bench/throughput.py backlog --events 200000 --users 2000
     .venv/bin/python bench/throughput.py latency --rate 1000 --seconds 60
+    .venv/bin/python bench/throughput.py window-cost --events 200000 --rounds 2
+window-cost mode: the main job's steady rate over one backlog alone and with the window job
+(jobs/windows.py) running alongside over the same events, alternating, in one session.
 Flink settings come from conf/ and SEGSTREAM_FLINK__* variables (execution mode, bundle size...).
 """
 
@@ -44,7 +47,8 @@ def _fresh_topics(bigtable: bool) -> dict[str, str]:
     """Environment overrides that give this run its own topics (and tables)."""
     run = f"bench-{uuid.uuid4().hex[:8]}"
     env = {f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"{run}-{name}"
-           for name in ("events", "evaluations", "dead_letters", "rules", "expirations")}
+           for name in ("events", "evaluations", "dead_letters", "rules", "expirations", "aggregates", "alerts",
+                         "late_events")}
     env["SEGSTREAM_BIGTABLE__ENABLED"] = "true" if bigtable else "false"
     env["SEGSTREAM_BIGTABLE__EVENTS_TABLE"] = f"{run}-events"
     env["SEGSTREAM_BIGTABLE__PROFILES_TABLE"] = f"{run}-profiles"
@@ -190,6 +194,82 @@ def backlog(events: int = 200_000, users: int = 2_000, bigtable: bool = False):
 
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@app.command("window-cost")
+def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2, span_hours: float = 0):
+    """The window job's cost on the main job's throughput: the main job bounded over one backlog,
+    alone and with jobs/windows.py bounded over the same events at the same time, `rounds` times
+    alternating; each run writes its evaluations to a topic of its own. `span_hours`: the event
+    time the backlog covers (0: the generator's default, ~21 s an event, i.e. sparse windows)."""
+    base_env = _fresh_topics(bigtable=False)
+    settings = _settings(base_env)
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    span = int(span_hours * 3_600_000) or None
+    produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0,
+                                                                   tenants=2, span_ms=span)), total=events)
+    print(f"parallelism={settings.flink.parallelism} events={events} span_hours={span_hours or 'default'} "
+          f"windows={settings.windows.file} window state backend={settings.windows.state_backend}")
+    fixed = _windows_fixed_cpu(bootstrap, base_env)
+    print(f"window job start-up and shutdown over 10 events: CPU {fixed:.1f} s")
+    results: dict[bool, list[float]] = {False: [], True: []}
+    for n in range(rounds * 2):
+        with_windows = n % 2 == 1
+        run_id = uuid.uuid4().hex[:6]
+        env = {**os.environ, **base_env, "SEGSTREAM_KAFKA__TOPICS__EVALUATIONS": f"{topics.evaluations}-{run_id}",
+               "SEGSTREAM_KAFKA__TOPICS__AGGREGATES": f"{topics.aggregates}-{run_id}",
+               "SEGSTREAM_KAFKA__GROUP_ID": f"bench-{run_id}"}
+        os.environ.update(env)
+        ensure_topics(bootstrap, topic_plan(load_settings()), configs=topic_configs(settings))
+        side = None
+        side_cpu: dict[int, float] = {}  # the window job's CPU s per process, sampled twice a second
+        if with_windows:
+            side = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "windows.py"), "--bounded"], env=env,
+                                    cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def sample_side(process: subprocess.Popen = side, cpu: dict[int, float] = side_cpu) -> None:
+                while process.poll() is None:
+                    cpu.update(tree_cpu(process.pid))
+                    time.sleep(0.5)
+
+            threading.Thread(target=sample_side, daemon=True).start()
+        load_before = _load()
+        run = timed_run([sys.executable, str(JOB), "--bounded"], bootstrap, f"{topics.evaluations}-{run_id}",
+                        settings.kafka.events_partitions, env=env)
+        if side is not None:
+            if side.wait(600) != 0:
+                sys.exit(f"the window job failed ({side.returncode})")
+            windows = sum(end_offsets(bootstrap, f"{topics.aggregates}-{run_id}").values())
+        results[with_windows].append(run.steady)
+        side_total = sum(side_cpu.values())
+        print(f"main job {'with the window job' if with_windows else 'alone':>20}: steady {run.steady:,.0f} ev/s, "
+              f"{run.steady_cpu_us:.0f} CPU µs/event, wall {run.wall:.1f} s, CPU {run.cpu:.0f} s"
+              + (f"; window job CPU {side_total:.0f} s ({(side_total - fixed) * 1e6 / events:.0f} µs/event "
+                 f"beyond start-up), {windows} window aggregates" if with_windows else "")
+              + f"; load average before {load_before}, after {_load()}")
+    alone, both = statistics.mean(results[False]), statistics.mean(results[True])
+    print(f"mean steady rate alone {alone:,.0f} ev/s, with the window job {both:,.0f} ev/s: "
+          f"cost {100 * (1 - both / alone):.1f} %")
+
+
+def _windows_fixed_cpu(bootstrap: str, base_env: dict[str, str]) -> float:
+    """The CPU s of a bounded window job over 10 events: its start-up and shutdown (JVM, MiniCluster,
+    PyFlink client), to tell them from its per-event cost."""
+    run_id = uuid.uuid4().hex[:6]
+    env = {**os.environ, **base_env, **{f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"bench-fixed-{run_id}-{name}"
+                                       for name in ("events", "aggregates", "alerts", "late_events")}}
+    os.environ.update(env)
+    settings = load_settings()
+    ensure_topics(bootstrap, topic_plan(settings), configs=topic_configs(settings))
+    produce_records(bootstrap, settings.kafka.topics.events, generate(TrafficSpec(events=10, users=5)), progress=False)
+    cpu: dict[int, float] = {}
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "windows.py"), "--bounded"], env=env,
+                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None:
+        cpu.update(tree_cpu(process.pid))
+        time.sleep(0.5)
+    os.environ.update(base_env)
+    return sum(cpu.values())
 
 
 @app.command()

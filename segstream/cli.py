@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -13,6 +15,9 @@ from segstream.cluster_cli import cluster_app, job_app
 from segstream.config import Settings, load_settings
 from segstream.errors import StackError, one_line_errors
 
+if TYPE_CHECKING:
+    from segstream.produce import Record
+
 # Google's client libraries warn about Python/grpcio support windows on every import.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -20,6 +25,11 @@ stack_app = typer.Typer(no_args_is_help=True, help="Local broker, Bigtable emula
 app.add_typer(stack_app, name="stack")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(job_app, name="job")
+windows_app = typer.Typer(no_args_is_help=True,
+                          help="The window job: aggregates, surges, late events (docs/windows.md).")
+app.add_typer(windows_app, name="windows")
+alerts_app = typer.Typer(no_args_is_help=True, help="Surge alerts: list them, send them to webhooks.")
+app.add_typer(alerts_app, name="alerts")
 console = Console()
 
 
@@ -74,19 +84,27 @@ def produce(
     invalid_ratio: float = typer.Option(0.002, help="Share of deliberately invalid records."),
     tenants: int = typer.Option(1, help="How many tenants (tenant-0 is 'default')."),
     replay: Path | None = typer.Option(None, help="Replay a JSONL file instead of generating."),
+    surge: int = typer.Option(0, help="Inject a surge: this many extra page views of the default tenant within "
+                                      "2 minutes of one 5-minute window, 80 % into a generated history."),
 ):
     """Send sample traffic (or a JSONL file) to the events topic.
 
     Generated traffic is anchored at now: without a rate, a history whose last event is now (and
     none later); with a rate, live traffic from now on, each event sent when its time comes."""
+    from segstream import produce as traffic
     from segstream.produce import TrafficSpec, generate, live, produce_records, read_jsonl
 
     s = settings()
     spec = TrafficSpec(events=events, users=users, seed=seed, invalid_ratio=invalid_ratio, tenants=tenants)
+    records: Iterable[Record]
     if replay:  # the file's own timestamps, paced by count
         records, pace = read_jsonl(replay), rate
     elif rate > 0:  # paced by the records' timestamps
         records, pace = live(spec, rate), 0
+    elif surge > 0:
+        history = list(generate(spec))
+        records, pace = traffic.with_burst(history, traffic.Burst(traffic.burst_start(history), surge)), 0
+        events += surge
     else:
         records, pace = generate(spec), 0
     sent = produce_records(s.kafka.bootstrap_servers, s.kafka.topics.events, records, rate=pace,
@@ -101,6 +119,41 @@ def run(bounded: bool = typer.Option(False, help="Stop at the end offsets found 
     from jobs.user_stats import main
 
     main(["--bounded"] if bounded else [])
+
+
+@windows_app.command("run")
+@one_line_errors
+def windows_run(bounded: bool = typer.Option(False, help="Stop at the end offsets found at start."),
+                savepoint: str | None = typer.Option(None, help="Start from this savepoint or checkpoint.")):
+    """Run the window job on the embedded MiniCluster (same as `python jobs/windows.py`)."""
+    from jobs.windows import main
+
+    main((["--bounded"] if bounded else []) + (["--savepoint", savepoint] if savepoint else []))
+
+
+@alerts_app.command("list")
+@one_line_errors
+def alerts_list():
+    """Print the alerts of the alerts topic (read_committed)."""
+    from segstream.demo import read_alerts
+
+    for alert in read_alerts(settings()):
+        console.print_json(data=alert)
+
+
+@alerts_app.command("notify")
+@one_line_errors
+def alerts_notify(webhook: list[str] = typer.Option([], help="Webhook URL (repeatable; default alerts.webhooks)."),
+                  once: bool = typer.Option(False, help="Stop at the end of the alerts found at start.")):
+    """POST each alert to the webhooks, at least once (offsets committed after delivery)."""
+    from segstream.notifier import Notifier
+
+    s = settings()
+    config = s.alerts.model_copy(update={"webhooks": webhook}) if webhook else s.alerts
+    if not config.webhooks:
+        raise StackError("no webhook: set alerts.webhooks in conf/segstream.yaml or pass --webhook URL")
+    delivered = Notifier(s, config, log=console.print).run(once=once)
+    console.print(f"delivered {delivered} alerts")
 
 
 @app.command()

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,10 @@ class Topics(BaseModel):
     dead_letters: str = "dead-letters"
     rules: str = "rules"
     expirations: str = "expirations"
+    # The window job (docs/windows.md): aggregates, surge alerts, late events.
+    aggregates: str = "aggregates"
+    alerts: str = "alerts"
+    late_events: str = "late-events"
 
 
 class KafkaConfig(BaseModel):
@@ -103,6 +108,8 @@ class Settings(BaseSettings):
     flink: FlinkConfig = FlinkConfig()
     bigtable: BigtableConfig = BigtableConfig()
     stack: StackConfig = StackConfig()
+    windows: WindowsConfig = WindowsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

@@ -16,10 +16,12 @@ from rich.table import Table
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.errors import StackError
 from segstream.kafka_admin import read_topic, value_of
-from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.produce import Burst, Record, TrafficSpec, burst_start, generate, produce_records, with_burst
 from segstream.stack import Stack
 
 # Added through the rules topic while the traffic is in it: a run-time change, not a conf/ edit.
+# A surge of page views in one 5-minute window, 80 % into the traffic: the window job alerts on it.
+DEMO_SURGE = 300
 DEMO_RULE = {"id": "engaged_browser", "description": "Viewed 5+ pages in one session window",
              "when": "page_views >= 5 && sessions <= 2"}
 
@@ -35,30 +37,67 @@ def run_demo(settings: Settings, events: int, users: int, console: Console) -> N
     console.rule("2. sample traffic")
     topics = settings.kafka.topics
     bootstrap = settings.kafka.bootstrap_servers
-    half = events // 2
-    traffic = list(generate(TrafficSpec(events=events, users=users, seed=42, tenants=2)))
+    history = list(generate(TrafficSpec(events=events, users=users, seed=42, tenants=2)))
+    surge_at = burst_start(history)
+    traffic = with_burst(history, Burst(surge_at, DEMO_SURGE))
+    half = len(traffic) // 2
     produce_records(bootstrap, topics.events, traffic[:half])
     produce_records(bootstrap, topics.rules, [Record(DEMO_RULE["id"].encode(), msgspec.json.encode(DEMO_RULE), None),
                                               Record(b"broken_rule", b'{"id": "broken_rule", "when": "1 +"}', None)])
     produce_records(bootstrap, topics.events, traffic[half:])
-    console.print(f"{events} events for {users} users (2 tenants), "
+    console.print(f"{events} events for {users} users (2 tenants) with a surge of {DEMO_SURGE} page views "
+                  f"at {time.strftime('%Y-%m-%d %H:%M', time.gmtime(surge_at / 1000))} UTC, "
                   f"a rule added and an invalid rule on `{topics.rules}`")
 
-    console.rule("3. the job (embedded MiniCluster, bounded)")
+    console.rule("3. the jobs (embedded MiniClusters, bounded): user stats and windows, side by side")
     started = time.monotonic()
-    with console.status("running jobs/user_stats.py --bounded ..."):
-        result = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / "user_stats.py"), "--bounded"],
-                                cwd=PROJECT_ROOT, env=os.environ.copy(), capture_output=True, text=True)
-    if result.returncode != 0:
-        log = stack.state_dir / "logs" / "demo-job.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(result.stdout + result.stderr)
-        raise StackError(f"the job failed (exit {result.returncode}); its output is in {log}")
+    with console.status("running jobs/user_stats.py --bounded and jobs/windows.py --bounded ..."):
+        logs = stack.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        running = []
+        for script in ("user_stats", "windows"):
+            log = (logs / f"demo-{script}.log").open("w")
+            running.append((script, log, subprocess.Popen(
+                [sys.executable, str(PROJECT_ROOT / "jobs" / f"{script}.py"), "--bounded"], cwd=PROJECT_ROOT,
+                env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)))
+        for script, log, process in running:
+            code = process.wait()
+            log.close()
+            if code != 0:
+                raise StackError(f"jobs/{script}.py failed (exit {code}); its output is in {log.name}")
     console.print(f"finished in {time.monotonic() - started:.0f} s (JVM and job start-up included)")
 
     console.rule("4. results")
     summarize(settings, console)
     console.print("\nStop the stack with: [bold].venv/bin/segstream stack down[/bold]")
+
+
+def read_alerts(settings: Settings) -> list[dict]:
+    return [msgspec.json.decode(value_of(m))
+            for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.alerts)]
+
+
+def summarize_windows(settings: Settings, console: Console) -> None:
+    """What the window job wrote: aggregates per definition, late events, and every alert."""
+    topics = settings.kafka.topics
+    bootstrap = settings.kafka.bootstrap_servers
+    aggregates = [msgspec.json.decode(value_of(m)) for m in read_topic(bootstrap, topics.aggregates)]
+    late = read_topic(bootstrap, topics.late_events)
+    table = Table("window", "windows emitted", "events counted", "busiest window")
+    for window in sorted({a["window"] for a in aggregates}):
+        mine = [a for a in aggregates if a["window"] == window]
+        top = max(mine, key=lambda a: a["count"])
+        when = time.strftime("%m-%d %H:%M", time.gmtime(top["window_start"] / 1000))
+        table.add_row(window, str(len(mine)), str(sum(a["count"] for a in mine)),
+                      f"{top['tenant']}{'' if top['value'] is None else ' ' + top['value']} {when}: {top['count']}")
+    console.print(table)
+    console.print(f"late events: {len(late)}")
+    alerts = read_alerts(settings)
+    console.print(f"surge alerts: {len(alerts)}")
+    from segstream.notifier import message
+
+    for alert in alerts:
+        console.print(f"  [bold red]ALERT[/bold red] {message(alert)['text']}  (id {alert['id']})")
 
 
 def summarize(settings: Settings, console: Console) -> None:
@@ -107,3 +146,6 @@ def summarize(settings: Settings, console: Console) -> None:
                       f"(segstream history {user['user_id']} --tenant {user['tenant']}):")
         for row in history:
             console.print(f"  {row}")
+
+    console.print()
+    summarize_windows(settings, console)

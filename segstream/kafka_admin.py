@@ -13,10 +13,12 @@ from segstream.errors import StackError
 
 
 def topic_plan(settings: Settings) -> dict[str, int]:
-    """Topic name -> partition count. Evaluations follow the events' partitioning."""
+    """Topic name -> partition count. Evaluations follow the events' partitioning; the window job's
+    aggregates are spread by key (tenant/window/value) over as many partitions."""
     t = settings.kafka.topics
     n = settings.kafka.events_partitions
-    return {t.events: n, t.evaluations: n, t.expirations: n, t.dead_letters: 1, t.rules: 1}
+    return {t.events: n, t.evaluations: n, t.expirations: n, t.dead_letters: 1, t.rules: 1,
+            t.aggregates: n, t.alerts: 1, t.late_events: 1}
 
 
 def topic_configs(settings: Settings) -> dict[str, str]:

@@ -231,6 +231,51 @@ def _invalid(rng: random.Random, seq: int, ts: int) -> Record:
     return Record(f"invalid-{seq}".encode(), value, ts)
 
 
+@dataclass(frozen=True)
+class Burst:
+    """A surge to inject into a traffic (with_burst): `events` page views of one tenant within
+    `duration_ms` of event time starting at `start` (epoch ms), from `users` users on one path.
+    Keep the burst inside one window (docs/windows.md) for one alert: the demo starts it at a
+    5-minute boundary (burst_start)."""
+
+    start: int
+    events: int
+    tenant: str = DEFAULT_TENANT
+    duration_ms: int = 120_000
+    users: int = 50
+    path: str = "/campaign/winter"
+    seed: int = 7
+
+
+def burst_start(records: list[Record], at: float = 0.8, window_ms: int = 300_000) -> int:
+    """The start of the window (of `window_ms`, epoch-aligned) holding the record at `at` (0..1) of
+    `records`: where to put a Burst so that it lands in one window."""
+    ts = records[min(len(records) - 1, int(len(records) * at))].timestamp or 0
+    return ts // window_ms * window_ms
+
+
+def burst_records(burst: Burst) -> list[Record]:
+    """The burst's page views in time order (event ids `surge-<seed>-<n>`)."""
+    rng = random.Random(f"segstream-burst-{burst.seed}")
+    stamps = sorted(burst.start + rng.randrange(burst.duration_ms) for _ in range(burst.events))
+    encoder = msgspec.json.Encoder()
+    out = []
+    for n, ts in enumerate(stamps):
+        user_id = f"surge{rng.randrange(burst.users):04d}"
+        event = {"event_id": f"surge-{burst.seed}-{n}", "tenant": burst.tenant, "user_id": user_id, "ts": ts,
+                 "name": "page_view", "values": {"path": burst.path, "duration_ms": rng.randint(50, 5_000),
+                                                 "device": rng.choice(DEVICES)}}
+        out.append(Record(user_id.encode(), encoder.encode(event), ts))
+    return out
+
+
+def with_burst(records: Iterable[Record], burst: Burst) -> list[Record]:
+    """`records` with the burst merged in by timestamp: each burst record goes right before the
+    first record stamped later, so the traffic's order (and disorder) is kept and no burst record
+    is later than the watermark allows."""
+    return list(heapq.merge(records, burst_records(burst), key=lambda r: r.timestamp or 0))
+
+
 def read_jsonl(path: Path) -> Iterator[Record]:
     """Replay a JSONL file: one record per non-empty line, keyed by user_id when it parses."""
     with path.open("rb") as f:

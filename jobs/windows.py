@@ -1,0 +1,80 @@
+"""segstream's window job: event-time window aggregates, surge alerts and late events.
+
+    Kafka `events` ──► windows-extract ──► key_by(window, tenant, value) ──► windows-aggregate ──► `aggregates`
+                        (event contract;                               (keyed state (heap),    ├──► `alerts`
+                         invalid: skipped)                              event-time timers)     └──► `late-events`
+
+A second job next to jobs/user_stats.py, reading the same `events` topic with its own consumer
+group and its own checkpoints; the definitions are conf/windows.yaml (segstream/windows.py).
+No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.windows). This
+script declares the Kafka tables (jobs/kafka_tables.py), hands the events stream to
+WindowPipeline over py4j and the three Java streams back to the sink tables.
+
+Run on the embedded MiniCluster with `python jobs/windows.py [--bounded] [--savepoint P]`, or
+submit unchanged with `flink run -py jobs/windows.py` (docs/windows.md, "Operations").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# `flink run -py` executes this file as a script: make the project packages importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyflink.common import Types  # noqa: E402
+from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
+from pyflink.table import StreamTableEnvironment  # noqa: E402
+
+from jobs import kafka_tables  # noqa: E402
+from jobs.flink_env import create_environments  # noqa: E402
+from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
+from segstream.config import Settings, load_settings  # noqa: E402
+from segstream.jvm import require  # noqa: E402
+from segstream.windows import definitions, definitions_json  # noqa: E402
+
+JOB_NAME = "segstream-windows"
+PIPELINE = "io.segstream.flink.windows.WindowPipeline"
+
+_BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset"],
+                              [_BYTES, _BYTES, Types.INT(), Types.LONG()])
+RECORD_QUERY = "SELECT record_key, record_value, record_partition, record_offset FROM window_events_source"
+
+
+def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
+          bounded: bool) -> None:
+    kafka_tables.create_window_tables(t_env, settings, bounded)
+    events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY), RECORD_TYPE)
+    # The definitions are checked here, on the client (pydantic, then WindowSpec.parseAll).
+    pipeline = java_class(PIPELINE).build(java_stream(events), definitions_json(definitions(settings)))
+
+    statements = t_env.create_statement_set()
+    statements.add_insert("aggregates_sink", t_env.from_data_stream(python_stream(pipeline.aggregates())))
+    statements.add_insert("alerts_sink", t_env.from_data_stream(python_stream(pipeline.alerts())))
+    statements.add_insert("late_events_sink", t_env.from_data_stream(python_stream(pipeline.lateEvents())))
+    statements.attach_as_datastream()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bounded", action="store_true",
+                        help="stop at the end offsets of the events topic found when the job starts")
+    parser.add_argument("--savepoint", help="start from this savepoint or retained checkpoint")
+    parser.add_argument("--config", help="YAML configuration (default conf/segstream.yaml)")
+    args = parser.parse_args(argv)
+
+    settings = load_settings(args.config)
+    if settings.windows.parallelism is not None:
+        settings.flink.parallelism = settings.windows.parallelism
+    settings.flink.state_backend = settings.windows.state_backend
+    bounded = args.bounded or settings.bounded
+    jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
+    env, t_env = create_environments(settings, jars, args.savepoint)
+    build(env, t_env, settings, bounded)
+    env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()
