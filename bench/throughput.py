@@ -274,6 +274,8 @@ def _windows_fixed_cpu(bootstrap: str, base_env: dict[str, str]) -> float:
 
 @app.command()
 def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False,
+            warm_up_s: float = typer.Option(20, help="seconds at the same rate before the measured ones (JIT, "
+                                                       "caches); their latencies are not counted"),
             isolation: str = typer.Option("read_uncommitted", help="the reader's isolation.level: read_committed "
                                           "sees an exactly-once sink's records only once their checkpoint commits")):
     settings = _settings(_fresh_topics(bigtable))
@@ -285,6 +287,7 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
                          "fetch.wait.max.ms": 10, "isolation.level": isolation})
     consumer.assign([TopicPartition(topics.evaluations, p, 0) for p in range(settings.kafka.events_partitions)])
     sent_at: dict[str, float] = {}
+    measured: set[str] = set()  # the events sent after the warm-up
     latencies: list[float] = []
     stop = threading.Event()
 
@@ -294,7 +297,7 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
                 if m.error():
                     continue
                 event_id = msgspec.json.decode(m.value())["event_id"]
-                if event_id in sent_at:
+                if event_id in sent_at and (event_id in measured or not measured):
                     latencies.append((time.time() - sent_at[event_id]) * 1000)
 
     reader = threading.Thread(target=consume, daemon=True)
@@ -308,16 +311,19 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
         wait_for(lambda: latencies or job.poll() is not None, 300, "the warm-up event's evaluation", 0.2)
         if job.poll() is not None:
             sys.exit(f"the job exited with {job.returncode} before the warm-up event was evaluated")
-        latencies.clear()
-        count = int(rate * seconds)
+        count, warm = int(rate * seconds), int(rate * warm_up_s)
 
         def stamped():
-            for record in generate(TrafficSpec(events=count, users=users, invalid_ratio=0)):
+            for index, record in enumerate(generate(TrafficSpec(events=warm + count, users=users, invalid_ratio=0))):
                 event = msgspec.json.decode(record.value)
+                if index == warm:  # from here on latencies count
+                    latencies.clear()
+                if index >= warm:
+                    measured.add(event["event_id"])
                 sent_at[event["event_id"]] = time.time()
                 yield Record(record.key, record.value, int(time.time() * 1000))
 
-        produce_records(bootstrap, topics.events, stamped(), rate=rate, total=count)
+        produce_records(bootstrap, topics.events, stamped(), rate=rate, total=warm + count)
         deadline = time.monotonic() + 60
         while len(latencies) < count and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -329,7 +335,8 @@ def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtab
     if not latencies:
         sys.exit("no evaluations arrived")
     q = statistics.quantiles(latencies, n=100)
-    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s ({isolation}): {len(latencies)}/{count} evaluated; latency ms "
+    print(f"rate={rate:,.0f} ev/s for {seconds:.0f}s after {warm_up_s:.0f}s of warm-up ({isolation}): "
+          f"{len(latencies)}/{count} evaluated; latency ms "
           f"p50={q[49]:.0f} p95={q[94]:.0f} p99={q[98]:.0f} max={max(latencies):.0f}")
 
 
