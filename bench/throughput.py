@@ -276,11 +276,13 @@ def _windows_fixed_cpu(bootstrap: str, base_env: dict[str, str]) -> float:
 def latency(rate: float = 1_000, seconds: float = 60, users: int = 2_000, bigtable: bool = False,
             warm_up_s: float = typer.Option(20, help="seconds at the same rate before the measured ones (JIT, "
                                                        "caches); their latencies are not counted"),
+            script: Path = typer.Option(JOB, help="the job to measure, e.g. bench/floor_job.py (the framework's "
+                                                  "own latency in the same pipeline shape)"),
             isolation: str = typer.Option("read_uncommitted", help="the reader's isolation.level: read_committed "
                                           "sees an exactly-once sink's records only once their checkpoint commits")):
     settings = _settings(_fresh_topics(bigtable))
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
-    job = subprocess.Popen([sys.executable, str(JOB)], env=os.environ.copy(), cwd=PROJECT_ROOT,
+    job = subprocess.Popen([sys.executable, str(script)], env=os.environ.copy(), cwd=PROJECT_ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # fetch.wait.max.ms: the reader must not add its own wait (the broker may hold a fetch that long).
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "enable.auto.commit": False,

@@ -16,9 +16,11 @@ import org.apache.flink.util.Collector;
  * The framework floor (bench/floor_job.py): the job's pipeline shape with a trivial keyed function
  * in place of the engine. Kafka source rows ({@link Outputs#RECORD_TYPE}) → keyBy(the record key,
  * i.e. the producer's user_id, as a String) → one RocksDB {@code ValueState<Long>} counter per key
- * → one (user_id, count) row per record for an evaluations-like Kafka sink table
- * ({@link Outputs#EVALUATION_TYPE}). No JSON is parsed or written: what is left is the cost of
- * Flink, Kafka and RocksDB per record, the floor any engine in this pipeline sits on.
+ * → one (user_id, the input record's value) row per record for an evaluations-like Kafka sink
+ * table ({@link Outputs#EVALUATION_TYPE}). No JSON is parsed or written: what is left is the cost
+ * of Flink, Kafka and RocksDB per record, the floor any engine in this pipeline sits on. Echoing
+ * the value (it carries the event_id) lets `bench/throughput.py latency --script
+ * bench/floor_job.py` measure the framework's own latency.
  */
 public final class FloorPipeline {
   private FloorPipeline() {}
@@ -41,7 +43,7 @@ public final class FloorPipeline {
     }
   }
 
-  /** One counter per user in keyed state; emits (user_id, count). */
+  /** One counter per user in keyed state; emits (user_id, the record's value). */
   public static final class CountPerUser extends KeyedProcessFunction<String, Row, Row> {
     private static final long serialVersionUID = 1L;
     private transient ValueState<Long> count;
@@ -56,7 +58,9 @@ public final class FloorPipeline {
       Long n = count.value();
       long next = n == null ? 1 : n + 1;
       count.update(next);
-      out.collect(Row.of(ctx.getCurrentKey(), Long.toString(next)));
+      byte[] value = (byte[]) row.getField(1);
+      out.collect(Row.of(ctx.getCurrentKey(), value == null ? Long.toString(next) : new String(value,
+          StandardCharsets.UTF_8)));
     }
   }
 }
