@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,7 @@ class Settings(BaseSettings):
     flink: FlinkConfig = FlinkConfig()
     bigtable: BigtableConfig = BigtableConfig()
     stack: StackConfig = StackConfig()
+    serving: ServingConfig = ServingConfig()
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

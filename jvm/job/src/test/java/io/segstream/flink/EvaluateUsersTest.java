@@ -235,4 +235,29 @@ class EvaluateUsersTest {
     assertThrows(IllegalArgumentException.class, () -> new EvaluateUsers(CATALOGUE, "[{\"id\": \"x\"}]", "e", "r", false));
     assertNotNull(new EvaluateUsers(CATALOGUE, "[]", "e", "r", false));
   }
+
+  @Test
+  void anEventNamingAReplyTopicIsAnsweredThereWithItsEvaluation() throws Exception {
+    try (var h = harness(false)) {
+      h.open();
+      String e1 = event("e1", "acme", "u1", T0, "view", 1);
+      var p = parsed(e1, 0);
+      p.replyTo = "segstream-reply-x";
+      h.processElement(p, T0);
+      h.processElement(parsed(event("e2", "acme", "u1", T0 + 1, "view", 1), 1), T0 + 1);
+      List<Row> replies = side(h, Outputs.REPLIES);
+      assertEquals(1, replies.size());
+      assertEquals("segstream-reply-x", replies.get(0).getField(0));
+      assertEquals("e1", replies.get(0).getField(1));
+      assertEquals(h.extractOutputValues().get(0).getField(1), replies.get(0).getField(2));
+    }
+  }
+
+  @Test
+  void repliesGoOnlyToTopicsWithThePrefix() {
+    assertTrue(ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-a1"));
+    assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "evaluations"));
+    assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-a/b"));
+    assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-" + "x".repeat(240)));
+  }
 }
