@@ -1,0 +1,66 @@
+"""The HTTP layer without a broker (Kafka is a closed port): refusals, 503 within the deadline,
+health, metrics and the OpenAPI schema. The answers themselves: tests/integration/test_serving.py."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from segstream.config import Settings
+from segstream.testing import free_port
+from tests.serving.conftest import auth, front, store
+
+DEADLINE_MS = 400
+
+
+@pytest.fixture
+def offline(tmp_path: Path):
+    settings = Settings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"})  # nobody listens
+    keys = store(tmp_path)
+    key, _ = keys.add("acme")
+    with front(settings, keys, "unit", deadline_ms=DEADLINE_MS, max_body_bytes=2048) as client:
+        yield client, key
+
+
+def test_refusals(offline) -> None:
+    client, key = offline
+    event = {"user_id": "u1", "name": "view"}
+    cases = [
+        (client.post("/v1/track", json=event), 401, "missing key"),
+        (client.post("/v1/track", json=event, headers={"Authorization": key}), 401, "missing key"),
+        (client.post("/v1/track", json=event, headers=auth("sk_nope")), 401, "unknown key"),
+        (client.post("/v1/track", json={**event, "tenant": "other"}, headers=auth(key)), 403, "the body's tenant"),
+        (client.post("/v1/track", content=b"{not json", headers=auth(key)), 400, "not UTF-8 JSON"),
+        (client.post("/v1/track", json={**event, "user_id": ""}, headers=auth(key)), 400, "user_id is empty"),
+        (client.post("/v1/track", json={**event, "x": 1}, headers=auth(key)), 400, "schema: Object contains unknown"),
+        (client.post("/v1/track", json={**event, "values": {"s": "x" * 3000}}, headers=auth(key)), 413,
+         "body is over the 2048 byte limit"),
+    ]
+    for response, status, reason in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"].startswith(reason), response.text
+    metrics = client.get("/metrics").text
+    assert 'segstream_serving_requests_total{status="401"} 3.0' in metrics
+    assert 'segstream_serving_requests_total{status="400"} 3.0' in metrics
+
+
+def test_kafka_unreachable_is_503_within_the_deadline(offline) -> None:
+    client, key = offline
+    started = time.monotonic()
+    response = client.post("/v1/track", json={"user_id": "u1", "name": "view"}, headers=auth(key))
+    took = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    assert response.json()["error"].startswith("Kafka did not take the event")
+    assert took < DEADLINE_MS / 1000 + 1.0, took  # the deadline, plus the loaded machine's slack
+    assert client.get("/healthz").status_code == 503
+
+
+def test_openapi_names_the_routes(offline) -> None:
+    client, _ = offline
+    schema = client.get("/openapi.json").json()
+    track = schema["paths"]["/v1/track"]["post"]
+    assert {"200", "202", "400", "401", "403", "413", "503"} <= set(track["responses"])
+    assert track["requestBody"]["content"]["application/json"]["schema"]["required"] == ["user_id", "name"]
+    assert {"/healthz", "/metrics"} <= set(schema["paths"])
