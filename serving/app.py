@@ -1,6 +1,8 @@
 """The HTTP API of the tracking front (FastAPI on uvicorn): docs/serving.md.
 
     POST /v1/track     Bearer key; one event -> 200 its evaluation receipt, or 202 after the deadline
+    POST /v1/track/batch  up to 100 events, all valid or none produced; results in order
+    GET  /v1/users/{user_id}/profile, /v1/users/{user_id}/events   Bigtable reads (not read-your-writes)
     GET  /healthz      200 when Kafka answers, else 503
     GET  /metrics      Prometheus text
     GET  /openapi.json the schema
@@ -15,15 +17,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel
 
+from operators.events import MAX_USER_ID_BYTES, Event
 from segstream.config import Settings
 from serving.front import Front, KafkaUnavailable
 from serving.keys import KeyEntry, KeyStore
-from serving.validation import Refused, event_of
+from serving.validation import Refused, build_event, decode_batch, event_of
+
+MAX_BATCH = 100
 
 RECEIPT_FIELDS = ("event_id", "user_id", "seq", "segments", "entered", "exited", "rules_version", "stats")
 
@@ -69,6 +74,22 @@ class Accepted(BaseModel):
 
 class Problem(BaseModel):
     error: str
+
+
+class BatchResult(BaseModel):
+    """One event of a batch: status 200 with its receipt, or 202 (durable, not evaluated in time)."""
+
+    event_id: str
+    status: int
+    receipt: Receipt | None = None
+
+
+class BatchAnswer(BaseModel):
+    results: list[BatchResult]
+
+
+class History(BaseModel):
+    events: list[dict[str, Any]]
 
 
 class Metrics:
@@ -134,6 +155,29 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
             raise Refused(401, "unknown key")
         return entry
 
+    async def answers(events: list[Event], values: list[bytes], started: float) -> list[bytes | None]:
+        """Produce the events and wait for their evaluations until the deadline (None: not back in
+        time). KafkaUnavailable (with .acked: the event_ids Kafka did take) if any is not taken."""
+        waiting = [front.expect(e.event_id) for e in events]
+        outcomes = await asyncio.gather(*(front.produce(e.user_id, v, e.ts, deadline)
+                                          for e, v in zip(events, values, strict=True)), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            for e, w in zip(events, waiting, strict=True):
+                front.forget(e.event_id, w)
+            raise KafkaUnavailable(str(failed[0]), acked=[e.event_id for e, o in zip(events, outcomes, strict=True)
+                                                          if not isinstance(o, BaseException)])
+        remaining = max(deadline - (time.monotonic() - started), 0.0)
+        await asyncio.wait(waiting, timeout=remaining)  # (does not cancel what is not done)
+        results: list[bytes | None] = []
+        for e, w in zip(events, waiting, strict=True):
+            if w.done() and not w.cancelled():
+                results.append(w.result())
+            else:
+                front.forget(e.event_id, w)
+                results.append(None)
+        return results
+
     @app.post("/v1/track", responses={
         200: {"model": Receipt}, 202: {"model": Accepted}, 400: {"model": Problem}, 401: {"model": Problem},
         403: {"model": Problem}, 413: {"model": Problem}, 503: {"model": Problem}},
@@ -149,26 +193,107 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         except Refused as refused:
             metrics.requests.labels(str(refused.status)).inc()
             return _problem(refused.status, refused.reason)
-        answer = front.expect(event.event_id)
         try:
-            await front.produce(event.user_id, value, event.ts, deadline)
+            [evaluation] = await answers([event], [value], started)
         except KafkaUnavailable as exc:
-            front.forget(event.event_id, answer)
             metrics.requests.labels("503").inc()
             return _problem(503, f"Kafka did not take the event: {exc}")
-        remaining = deadline - (time.monotonic() - started)
-        try:
-            evaluation = await asyncio.wait_for(asyncio.shield(answer), max(remaining, 0.0))
-        except TimeoutError:
-            front.forget(event.event_id, answer)
+        metrics.latency.observe(time.monotonic() - started)
+        if evaluation is None:
             metrics.requests.labels("202").inc()
             metrics.accepted_late.inc()
-            metrics.latency.observe(time.monotonic() - started)
             return JSONResponse({"event_id": event.event_id, "status": "accepted"}, status_code=202)
         metrics.requests.labels("200").inc()
         metrics.answered.inc()
-        metrics.latency.observe(time.monotonic() - started)
         return Response(orjson.dumps(receipt_of(orjson.loads(evaluation))), media_type="application/json")
+
+    @app.post("/v1/track/batch", responses={
+        200: {"model": BatchAnswer}, 202: {"model": BatchAnswer}, 400: {"model": Problem}, 401: {"model": Problem},
+        403: {"model": Problem}, 413: {"model": Problem}, 503: {"model": Problem}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "array", "maxItems": MAX_BATCH, "items": TrackRequest.model_json_schema()}}}}})
+    async def track_batch(request: Request) -> Response:
+        """Track up to 100 events (a JSON array). All are checked first: one invalid event is a 400
+        naming its index, and nothing is produced. Results come in the order of the events: 200 when
+        every evaluation is back within the deadline, else 202 (the results say which are)."""
+        started = time.monotonic()
+        try:
+            entry = tenant_of(request)
+            raw_body = await _read_body(request, serving.max_body_bytes)
+            bodies = decode_batch(raw_body, MAX_BATCH)
+            built = []
+            for i, body in enumerate(bodies):
+                try:
+                    built.append(build_event(body, entry.tenant))
+                except Refused as refused:
+                    raise Refused(refused.status, f"event {i}: {refused.reason}") from None
+            ids = [event.event_id for event, _ in built]
+            if len(set(ids)) != len(ids):
+                raise Refused(400, "the batch repeats an event_id")
+        except Refused as refused:
+            metrics.requests.labels(str(refused.status)).inc()
+            return _problem(refused.status, refused.reason)
+        try:
+            evaluations = await answers([e for e, _ in built], [v for _, v in built], started)
+        except KafkaUnavailable as exc:
+            metrics.requests.labels("503").inc()
+            return JSONResponse({"error": f"Kafka did not take every event: {exc}",
+                                 "accepted": exc.acked}, status_code=503)
+        results: list[dict[str, Any]] = []
+        for event_id, evaluation in zip(ids, evaluations, strict=True):
+            if evaluation is None:
+                results.append({"event_id": event_id, "status": 202})
+            else:
+                results.append({"event_id": event_id, "status": 200,
+                                "receipt": receipt_of(orjson.loads(evaluation))})
+        status = 200 if all(r["status"] == 200 for r in results) else 202
+        metrics.requests.labels(str(status)).inc()
+        (metrics.answered if status == 200 else metrics.accepted_late).inc()
+        metrics.latency.observe(time.monotonic() - started)
+        return Response(orjson.dumps({"results": results}), status_code=status, media_type="application/json")
+
+    def user_of(user_id: str) -> str:
+        if not user_id or len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES:
+            raise Refused(400, f"user_id must be 1 to {MAX_USER_ID_BYTES} bytes")
+        return user_id
+
+    async def bigtable_read(request: Request, user_id: str, read: Any) -> Response:
+        from sinks.bigtable import BigtableUnavailable
+
+        try:
+            entry = tenant_of(request)
+            user = user_of(user_id)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        try:
+            found = await asyncio.to_thread(read, settings.bigtable, entry.tenant, user)
+        except BigtableUnavailable as exc:
+            return _problem(503, str(exc))
+        if found is None:
+            return _problem(404, f"no profile for user {user!r}")
+        return Response(orjson.dumps(found), media_type="application/json")
+
+    @app.get("/v1/users/{user_id}/profile", responses={
+        401: {"model": Problem}, 404: {"model": Problem}, 503: {"model": Problem}})
+    async def profile(request: Request, user_id: str) -> Response:
+        """The user's latest profile in the key's tenant, from Bigtable. Not read-your-writes: the
+        Bigtable sink flushes asynchronously, so it can be older than a receipt just returned."""
+        from sinks.bigtable.reader import read_profile
+
+        return await bigtable_read(request, user_id, read_profile)
+
+    @app.get("/v1/users/{user_id}/events", response_model=History, responses={
+        401: {"model": Problem}, 503: {"model": Problem}})
+    async def history(request: Request, user_id: str, limit: int = Query(20, ge=1, le=1000),
+                      since: int | None = Query(None, ge=0, description="only events at or after this epoch ms")
+                      ) -> Response:
+        """The user's events in the key's tenant, newest first, from Bigtable. Not read-your-writes."""
+        from sinks.bigtable.reader import read_history
+
+        def read(config: Any, tenant: str, user: str) -> dict[str, Any]:
+            return {"events": read_history(config, tenant, user, limit=limit, since_ts=since)}
+
+        return await bigtable_read(request, user_id, read)
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz() -> Response:

@@ -40,7 +40,12 @@ def instance_id(configured: str | None) -> str:
 
 
 class KafkaUnavailable(Exception):
-    """Kafka did not take the event (unreachable, or no acknowledgement within the deadline)."""
+    """Kafka did not take the event (unreachable, or no acknowledgement within the deadline).
+    `acked`: of a batch, the event_ids Kafka did take."""
+
+    def __init__(self, message: str, acked: list[str] | None = None):
+        super().__init__(message)
+        self.acked = acked or []
 
 
 class Front:

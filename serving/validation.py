@@ -47,6 +47,27 @@ def decode_body(raw: bytes) -> TrackBody:
         raise Refused(400, f"not UTF-8 JSON: {exc}") from None
 
 
+def decode_batch(raw: bytes, limit: int) -> list[TrackBody]:
+    """A JSON array of at most `limit` event bodies; Refused 400 naming the first bad one."""
+    try:
+        items = _batch_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise Refused(400, f"schema: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Refused(400, f"not UTF-8 JSON: {exc}") from None
+    if not items:
+        raise Refused(400, "the batch is empty")
+    if len(items) > limit:
+        raise Refused(400, f"the batch has {len(items)} events, over the limit of {limit}")
+    bodies = []
+    for i, item in enumerate(items):
+        try:
+            bodies.append(decode_body(bytes(item)))
+        except Refused as refused:
+            raise Refused(400, f"event {i}: {refused.reason}") from None
+    return bodies
+
+
 def build_event(body: TrackBody, tenant: str, now_ms: int | None = None) -> tuple[Event, bytes]:
     """The event of `body` for the key's `tenant` and its record value; Refused (403 for another
     tenant in the body, 400 with the contract's reason for an invalid event)."""

@@ -1,7 +1,8 @@
 """The tracking front on the real stack, with the job running unbounded (as in production): every
 request answered 200 carries the very evaluation the job wrote to `evaluations` for that event_id;
-two fronts side by side each get exactly their own answers on their own reply topics; refused
-requests (401, 403, 400, 413) put nothing on `events`."""
+two fronts side by side each get exactly their own answers on their own reply topics; a batch is
+answered in order; profile and history reads see only the key's tenant; refused requests (401, 403,
+400, 413) put nothing on `events`."""
 
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def test_fronts_get_exactly_their_own_answers_equal_to_the_evaluations(job_confi
                                                   "values": {"amount": 1000.0 * i}}))
             assert statuses == [200] * 12
 
+            # A batch: results in the order sent, each the receipt of its own event.
+            batch = [{"event_id": f"b{i}", "user_id": f"bu{i}", "name": "view"} for i in range(5)]
+            response = b.post("/v1/track/batch", json=batch, headers=auth(key_globex))
+            assert response.status_code == 200, response.text
+            results = response.json()["results"]
+            assert [r["event_id"] for r in results] == [f"b{i}" for i in range(5)]
+            assert all(r["status"] == 200 and r["receipt"]["event_id"] == r["event_id"] for r in results)
+            sent["b"].update(r["event_id"] for r in results)
+            answered.update({r["event_id"]: r["receipt"] for r in results})
+
             # Each reply topic holds the answers of exactly the events its front sent, once each
             # (no restart here: the at-least-once sink writes no copies).
             def reply_ids(name: str) -> list[str]:
@@ -86,6 +97,16 @@ def test_fronts_get_exactly_their_own_answers_equal_to_the_evaluations(job_confi
             assert {evaluations[f"e{i}"]["tenant"] for i in range(12)} == {"acme", "globex"}
             assert answered["e2"]["seq"] == evaluations["e2"]["seq"] >= 1
             assert "segstream_serving_answered_total" in a.get("/metrics").text
+
+            # Reads from Bigtable, for the key's tenant only; not read-your-writes, so waited for.
+            profile = wait_for(lambda: (r := b.get("/v1/users/bu0/profile", headers=auth(key_globex))).status_code
+                               == 200 and r.json(), 120, "bu0's profile in Bigtable", 0.5)
+            assert (profile["event_id"], profile["seq"], profile["tenant"]) == ("b0", 1, "globex")
+            assert profile["segments"] == answered["b0"]["segments"]
+            history = b.get("/v1/users/bu0/events?limit=5", headers=auth(key_globex)).json()["events"]
+            assert [e["event_id"] for e in history] == ["b0"]
+            assert a.get("/v1/users/bu0/profile", headers=auth(key_acme)).status_code == 404
+            assert a.get("/v1/users/bu0/events", headers=auth(key_acme)).json() == {"events": []}
 
             # Refused requests produce nothing.
             before = end_offsets(bootstrap, topics.events)

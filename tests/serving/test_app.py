@@ -20,7 +20,7 @@ def offline(tmp_path: Path):
     settings = Settings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"})  # nobody listens
     keys = store(tmp_path)
     key, _ = keys.add("acme")
-    with front(settings, keys, "unit", deadline_ms=DEADLINE_MS, max_body_bytes=2048) as client:
+    with front(settings, keys, "unit", deadline_ms=DEADLINE_MS, max_body_bytes=4096) as client:
         yield client, key
 
 
@@ -35,8 +35,8 @@ def test_refusals(offline) -> None:
         (client.post("/v1/track", content=b"{not json", headers=auth(key)), 400, "not UTF-8 JSON"),
         (client.post("/v1/track", json={**event, "user_id": ""}, headers=auth(key)), 400, "user_id is empty"),
         (client.post("/v1/track", json={**event, "x": 1}, headers=auth(key)), 400, "schema: Object contains unknown"),
-        (client.post("/v1/track", json={**event, "values": {"s": "x" * 3000}}, headers=auth(key)), 413,
-         "body is over the 2048 byte limit"),
+        (client.post("/v1/track", json={**event, "values": {"s": "x" * 5000}}, headers=auth(key)), 413,
+         "body is over the 4096 byte limit"),
     ]
     for response, status, reason in cases:
         assert response.status_code == status, response.text
@@ -64,3 +64,39 @@ def test_openapi_names_the_routes(offline) -> None:
     assert {"200", "202", "400", "401", "403", "413", "503"} <= set(track["responses"])
     assert track["requestBody"]["content"]["application/json"]["schema"]["required"] == ["user_id", "name"]
     assert {"/healthz", "/metrics"} <= set(schema["paths"])
+
+
+def test_batch_refusals_name_the_event_and_produce_nothing(offline) -> None:
+    client, key = offline
+    ok = {"user_id": "u1", "name": "view"}
+    cases = [
+        (client.post("/v1/track/batch", json=[ok]), 401, "missing key"),
+        (client.post("/v1/track/batch", json=ok, headers=auth(key)), 400, "schema: Expected `array`"),
+        (client.post("/v1/track/batch", json=[], headers=auth(key)), 400, "the batch is empty"),
+        (client.post("/v1/track/batch", json=[{"user_id": "u", "name": "v"}] * 101, headers=auth(key)), 400,
+         "the batch has 101 events, over the limit of 100"),
+        (client.post("/v1/track/batch", json=[ok, {"user_id": "", "name": "v"}], headers=auth(key)), 400,
+         "event 1: user_id is empty"),
+        (client.post("/v1/track/batch", json=[ok, {**ok, "y": 2}], headers=auth(key)), 400,
+         "event 1: schema: Object contains unknown field `y`"),
+        (client.post("/v1/track/batch", json=[{**ok, "tenant": "other"}], headers=auth(key)), 403, "event 0: the body"),
+        (client.post("/v1/track/batch", json=[{**ok, "event_id": "e"}, {**ok, "event_id": "e"}], headers=auth(key)),
+         400, "the batch repeats an event_id"),
+    ]
+    for response, status, reason in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"].startswith(reason), response.text
+    # Valid, but Kafka is down: 503 within the deadline, naming no event as accepted.
+    started = time.monotonic()
+    response = client.post("/v1/track/batch", json=[ok, {**ok, "user_id": "u2"}], headers=auth(key))
+    assert response.status_code == 503 and response.json()["accepted"] == [], response.text
+    assert time.monotonic() - started < DEADLINE_MS / 1000 + 1.0
+
+
+def test_reads_need_a_key_and_a_contract_user_id(offline) -> None:
+    client, key = offline
+    assert client.get("/v1/users/u1/profile").status_code == 401
+    assert client.get("/v1/users/u1/events", headers=auth("sk_x")).status_code == 401
+    response = client.get("/v1/users/" + "u" * 257 + "/profile", headers=auth(key))
+    assert response.status_code == 400 and "user_id must be" in response.json()["error"]
+    assert client.get("/v1/users/u1/events?limit=0", headers=auth(key)).status_code == 422
