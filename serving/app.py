@@ -3,6 +3,7 @@
     POST /v1/track     Bearer key; one event -> 200 its evaluation receipt, or 202 after the deadline
     POST /v1/track/batch  up to 100 events, all valid or none produced; results in order
     GET  /v1/users/{user_id}/profile, /v1/users/{user_id}/events   Bigtable reads (not read-your-writes)
+    PUT/DELETE /v1/rules/{rule_id}  a rule of the key's tenant (id `{tenant}:{rule_id}`), validated first
     GET  /healthz      200 when Kafka answers, else 503
     GET  /metrics      Prometheus text
     GET  /openapi.json the schema
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,13 +24,18 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel
 
+from operators.catalogue import load_catalogue
 from operators.events import MAX_USER_ID_BYTES, Event
+from operators.rules import validate_rule
 from segstream.config import Settings
 from serving.front import Front, KafkaUnavailable
 from serving.keys import KeyEntry, KeyStore
 from serving.validation import Refused, build_event, decode_batch, event_of
 
 MAX_BATCH = 100
+# A rule id in the path. No ":": a tenant's rule is published as `{tenant}:{rule_id}`, so no tenant's
+# rule can take the id of another tenant's rule or of a rule for every tenant.
+RULE_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 RECEIPT_FIELDS = ("event_id", "user_id", "seq", "segments", "entered", "exited", "rules_version", "stats")
 
@@ -86,6 +93,19 @@ class BatchResult(BaseModel):
 
 class BatchAnswer(BaseModel):
     results: list[BatchResult]
+
+
+class RuleRequest(BaseModel):
+    """A rule (operators/rules.py); `tenant` only from an admin key (omitted: every tenant)."""
+
+    description: str
+    when: str
+    tenant: str | None = None
+
+
+class RulePublished(BaseModel):
+    rule_id: str
+    status: str
 
 
 class History(BaseModel):
@@ -294,6 +314,64 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
             return {"events": read_history(config, tenant, user, limit=limit, since_ts=since)}
 
         return await bigtable_read(request, user_id, read)
+
+    catalogue = load_catalogue(settings.path(settings.stats_file))
+
+    def published_id(entry: KeyEntry, rule_id: str) -> str:
+        if not RULE_ID.fullmatch(rule_id):
+            raise Refused(400, "rule id must be 1 to 100 of A-Z a-z 0-9 _ . -")
+        return rule_id if entry.admin else f"{entry.tenant}:{rule_id}"
+
+    async def publish(rule_id: str, value: bytes | None) -> Response:
+        try:
+            await front.send(settings.kafka.topics.rules, rule_id, value, deadline)
+        except KafkaUnavailable as exc:
+            return _problem(503, f"Kafka did not take the rule: {exc}")
+        return JSONResponse({"rule_id": rule_id, "status": "published" if value else "deleted"}, status_code=202)
+
+    @app.put("/v1/rules/{rule_id}", status_code=202, responses={
+        202: {"model": RulePublished}, 400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
+        503: {"model": Problem}}, openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": RuleRequest.model_json_schema()}}}})
+    async def put_rule(request: Request, rule_id: str) -> Response:
+        """Publish a rule to the rules topic, checked first as the job checks it (400 with the reason).
+        A tenant's key publishes `{tenant}:{rule_id}` for its own tenant only; an admin key publishes
+        `rule_id` for the body's `tenant`, or for every tenant without one. 202: the job applies it
+        when it reads the rules topic (evaluations then carry a higher rules_version)."""
+        try:
+            entry = tenant_of(request)
+            full_id = published_id(entry, rule_id)
+            raw = await _read_body(request, serving.max_body_bytes)
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise Refused(400, f"not UTF-8 JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise Refused(400, "a rule is a JSON object")
+            if "id" in data:
+                raise Refused(400, "the rule id is the path's, not the body's")
+            if not entry.admin:
+                if data.get("tenant", entry.tenant) != entry.tenant:
+                    raise Refused(403, "a tenant key publishes rules for its own tenant only")
+                data["tenant"] = entry.tenant
+            rule = {"id": full_id, **data}
+            reason = validate_rule(rule, catalogue)
+            if reason is not None:
+                raise Refused(400, reason)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        return await publish(full_id, orjson.dumps(rule))
+
+    @app.delete("/v1/rules/{rule_id}", status_code=202, responses={
+        202: {"model": RulePublished}, 400: {"model": Problem}, 401: {"model": Problem}, 503: {"model": Problem}})
+    async def delete_rule(request: Request, rule_id: str) -> Response:
+        """Delete a rule (a tombstone on the rules topic): a tenant's key deletes its own
+        `{tenant}:{rule_id}` only, an admin key any rule id."""
+        try:
+            full_id = published_id(tenant_of(request), rule_id)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        return await publish(full_id, None)
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz() -> Response:

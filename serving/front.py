@@ -187,8 +187,15 @@ class Front:
                 del self._waiters[event_id]
 
     async def produce(self, key: str, value: bytes, timestamp: int, timeout: float) -> None:
-        """Send one event to `events` and wait until Kafka acknowledged it (acks=all); raise
-        KafkaUnavailable if it refuses or does not answer within `timeout` seconds."""
+        """Send one event to `events`, naming this instance's reply topic, and wait until Kafka
+        acknowledged it (acks=all); raise KafkaUnavailable if it refuses or does not answer within
+        `timeout` seconds."""
+        await self.send(self.events_topic, key, value, timeout, timestamp=timestamp,
+                        headers=[(REPLY_HEADER, self.reply_topic.encode("utf-8"))])
+
+    async def send(self, topic: str, key: str, value: bytes | None, timeout: float, timestamp: int = 0,
+                   headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+        """Send one record (value None: a tombstone) and wait for Kafka's acknowledgement, as produce()."""
         assert self._loop is not None
         acked: asyncio.Future[None] = self._loop.create_future()
 
@@ -203,8 +210,7 @@ class Front:
             self._call(settle)
 
         try:
-            self.producer.produce(self.events_topic, value, key.encode("utf-8"), timestamp=timestamp,
-                                  headers=[(REPLY_HEADER, self.reply_topic.encode("utf-8"))],
+            self.producer.produce(topic, value, key.encode("utf-8"), timestamp=timestamp, headers=headers,
                                   on_delivery=on_delivery)
         except (BufferError, KafkaException) as exc:
             raise KafkaUnavailable(str(exc)) from None

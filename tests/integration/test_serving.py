@@ -1,7 +1,8 @@
 """The tracking front on the real stack, with the job running unbounded (as in production): every
 request answered 200 carries the very evaluation the job wrote to `evaluations` for that event_id;
 two fronts side by side each get exactly their own answers on their own reply topics; a batch is
-answered in order; profile and history reads see only the key's tenant; refused requests (401, 403,
+answered in order; a rule published with a tenant's key applies to that tenant only; profile and
+history reads see only the key's tenant; refused requests (401, 403,
 400, 413) put nothing on `events`."""
 
 from __future__ import annotations
@@ -44,24 +45,24 @@ def test_fronts_get_exactly_their_own_answers_equal_to_the_evaluations(job_confi
             sent: dict[str, set[str]] = {"a": set(), "b": set()}
             answered: dict[str, dict] = {}
 
-            def track(name: str, key: str, body: dict) -> int:
+            def track(name: str, key: str, body: dict) -> tuple[int, dict]:
                 response = fronts[name].post("/v1/track", json=body, headers=auth(key))
                 assert response.status_code in (200, 202), response.text
                 event_id = response.json()["event_id"]
                 sent[name].add(event_id)
                 if response.status_code == 200:
                     answered[event_id] = response.json()
-                return response.status_code
+                return response.status_code, response.json()
 
             # Until the job runs, requests are accepted (202) and answered later, on the same topic.
-            wait_for(lambda: track("a", key_acme, {"user_id": "warm", "name": "view"}) == 200, 600,
+            wait_for(lambda: track("a", key_acme, {"user_id": "warm", "name": "view"})[0] == 200, 600,
                      "the job to answer", 0.5, abort=job.exit_reason)
             statuses = []
             for i in range(12):
                 name, key = ("a", key_acme) if i % 2 == 0 else ("b", key_globex)
                 statuses.append(track(name, key, {"event_id": f"e{i}", "user_id": f"u{i % 3}",
                                                   "name": "purchase" if i % 4 == 0 else "view",
-                                                  "values": {"amount": 1000.0 * i}}))
+                                                  "values": {"amount": 1000.0 * i}})[0])
             assert statuses == [200] * 12
 
             # A batch: results in the order sent, each the receipt of its own event.
@@ -73,6 +74,18 @@ def test_fronts_get_exactly_their_own_answers_equal_to_the_evaluations(job_confi
             assert all(r["status"] == 200 and r["receipt"]["event_id"] == r["event_id"] for r in results)
             sent["b"].update(r["event_id"] for r in results)
             answered.update({r["event_id"]: r["receipt"] for r in results})
+
+            # A rule published with a tenant's key applies to that tenant only, until deleted.
+            rule = {"description": "any event", "when": "events_total >= 1"}
+            response = a.put("/v1/rules/any_event", json=rule, headers=auth(key_acme))
+            assert response.status_code == 202 and response.json()["rule_id"] == "acme:any_event", response.text
+            entered = wait_for(lambda: "acme:any_event" in (r := track("a", key_acme, {"user_id": "r", "name": "v"})[1])
+                               .get("segments", []) and r, 120, "the rule to apply", 0.2)
+            other = track("b", key_globex, {"user_id": "r", "name": "v"})[1]
+            assert other["rules_version"] >= entered["rules_version"] and "acme:any_event" not in other["segments"]
+            assert a.delete("/v1/rules/any_event", headers=auth(key_acme)).status_code == 202
+            wait_for(lambda: "acme:any_event" in track("a", key_acme, {"user_id": "r", "name": "v"})[1]
+                     .get("exited", []), 120, "the rule's deletion to apply", 0.2)
 
             # Each reply topic holds the answers of exactly the events its front sent, once each
             # (no restart here: the at-least-once sink writes no copies).

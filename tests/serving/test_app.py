@@ -100,3 +100,26 @@ def test_reads_need_a_key_and_a_contract_user_id(offline) -> None:
     response = client.get("/v1/users/" + "u" * 257 + "/profile", headers=auth(key))
     assert response.status_code == 400 and "user_id must be" in response.json()["error"]
     assert client.get("/v1/users/u1/events?limit=0", headers=auth(key)).status_code == 422
+
+
+def test_rules_are_checked_and_scoped_to_the_keys_tenant(offline, tmp_path: Path) -> None:
+    client, key = offline
+    rule = {"description": "any event", "when": "events_total >= 1"}
+    cases = [
+        (client.put("/v1/rules/r1", json=rule), 401, "missing key"),
+        (client.put("/v1/rules/a:b", json=rule, headers=auth(key)), 400, "rule id must be"),
+        (client.put("/v1/rules/r1", json={**rule, "tenant": "other"}, headers=auth(key)), 403, "a tenant key"),
+        (client.put("/v1/rules/r1", json={**rule, "id": "x"}, headers=auth(key)), 400, "the rule id is the path's"),
+        (client.put("/v1/rules/r1", json=[rule], headers=auth(key)), 400, "a rule is a JSON object"),
+        (client.put("/v1/rules/r1", json={**rule, "when": "no_such_stat > 1"}, headers=auth(key)), 400,
+         "rule 'acme:r1': `when` uses unknown name(s) 'no_such_stat'"),
+        (client.put("/v1/rules/r1", json={**rule, "when": "events_total >="}, headers=auth(key)), 400,
+         "rule 'acme:r1': `when` does not compile"),
+        (client.delete("/v1/rules/a:b", headers=auth(key)), 400, "rule id must be"),
+        # Valid: published as acme:r1, but Kafka is down.
+        (client.put("/v1/rules/r1", json=rule, headers=auth(key)), 503, "Kafka did not take the rule"),
+        (client.delete("/v1/rules/r1", headers=auth(key)), 503, "Kafka did not take the rule"),
+    ]
+    for response, status, reason in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"].startswith(reason), response.text
