@@ -144,7 +144,12 @@ class Front:
                     log.warning("reply topic %s not ready: %s", self.reply_topic, exc)
                     self._stopped.wait(0.2)
             while not self._stopped.is_set():
-                for message in consumer.consume(1000, 0.1):
+                # poll() returns as soon as one record is there (consume(n, timeout) would wait for n
+                # records or the whole timeout: 100 ms on every answer); then drain what else is there.
+                first = consumer.poll(0.1)
+                if first is None:
+                    continue
+                for message in [first, *consumer.consume(1000, 0)]:
                     key, value, error = message.key(), message.value(), message.error()
                     if error is not None:
                         log.warning("reply topic %s: %s", self.reply_topic, error)
