@@ -17,14 +17,15 @@ class ServingConfig(BaseModel):
     # 64 KiB by the contract (operators/events.py MAX_RECORD_BYTES).
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     # Each front instance (each `serve` worker process) reads its answers from a topic of its own,
-    # `{reply_topic_prefix}{instance id}`, created at start and deleted at a clean stop. The job
-    # writes replies only to topics with this prefix (jvm/job ReplySink).
+    # `{reply_topic_prefix}{instance id}`, created at start if missing and kept at stop. The job
+    # writes replies only to existing topics with this prefix (jvm/job ReplySink).
     reply_topic_prefix: str = "segstream-reply-"
     reply_topic_partitions: int = 1
     # retention.ms of a reply topic: answers are read within the deadline, so an hour is plenty; it
-    # also bounds what a crashed instance's orphan topic holds.
+    # also bounds what the topic of an instance that is gone holds.
     reply_retention_ms: int = 3_600_000
-    # The instance id; None: `{hostname}-{pid}` (unique per worker process).
+    # The instance id; None: `{hostname}-{pid}` (unique per worker process, so a new topic per start:
+    # in production set a stable id per instance, e.g. the pod name).
     instance_id: str | None = None
     # The tenant keys: sha256 of each key with its tenant (`segstream tenant add|list|revoke`).
     # Relative paths are under the project root, like every configured path.

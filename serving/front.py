@@ -1,7 +1,8 @@
 """The front's Kafka side: one producer for the events, one consumer of this instance's reply topic,
 and the requests waiting for their answers.
 
-Each instance has a reply topic of its own (`{reply_topic_prefix}{instance id}`). Every event it
+Each instance has a reply topic of its own (`{reply_topic_prefix}{instance id}`), created at start
+(or reused: a configured instance id keeps its topic across restarts). Every event it
 produces carries the header `segstream-reply` naming that topic; the job writes the event's
 evaluation there (key = event_id) besides `evaluations`. The consumer reads every partition of the
 reply topic from the end offsets found at start (no consumer group: nothing to rebalance or commit)
@@ -86,18 +87,14 @@ class Front:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, delete_topic: bool = True) -> None:
+    def stop(self) -> None:
+        """Stop the threads and flush the producer. The reply topic is kept (docs/serving.md: the
+        job drops answers for missing topics only after it lists them again, so deleting a topic
+        with answers still in flight could stall the job's reply sink); retention bounds its data."""
         self._stopped.set()
         for thread in self._threads:
             thread.join(10)
         self.producer.flush(5)
-        if delete_topic and self.replies_ready.is_set():
-            try:
-                admin = AdminClient(self._clients)
-                for future in admin.delete_topics([self.reply_topic], operation_timeout=5).values():
-                    future.result(10)
-            except Exception as exc:  # the topic's retention bounds what an orphan holds
-                log.warning("could not delete reply topic %s: %s", self.reply_topic, exc)
 
     def _poll_producer(self) -> None:
         while not self._stopped.is_set():

@@ -96,12 +96,14 @@ public final class Pipeline {
   }
 
   /**
-   * Write {@link #replies()} whose topic starts with {@code topicPrefix} to that topic,
-   * at-least-once and never transactionally ({@link ReplySink}).
+   * Write {@link #replies()} whose topic starts with {@code topicPrefix} and exists to that topic,
+   * at-least-once and never transactionally ({@link ReplySink}). {@code producerProperties}: extra
+   * client properties (Properties text), for the producer and the admin client that lists topics.
    */
   public DataStreamSink<Row> attachReplySink(String bootstrapServers, String topicPrefix, String producerProperties) {
     return replies()
-        .filter(new ReplySink.Topics(topicPrefix)).name("reply-topics").uid(REPLY_TOPICS_UID)
+        .filter(new ReplySink.Topics(topicPrefix, bootstrapServers, producerProperties))
+        .name("reply-topics").uid(REPLY_TOPICS_UID)
         .sinkTo(ReplySink.build(bootstrapServers, producerProperties)).name("reply sink").uid(REPLY_SINK_UID);
   }
 

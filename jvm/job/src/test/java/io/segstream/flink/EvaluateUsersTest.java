@@ -260,4 +260,22 @@ class EvaluateUsersTest {
     assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-a/b"));
     assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-" + "x".repeat(240)));
   }
+
+  @Test
+  void repliesGoOnlyToTopicsThatExistListedAgainWhenDue() {
+    var topics = new ReplySink.Topics("r-", "unused:9092", "");
+    var lists = new java.util.concurrent.atomic.AtomicInteger();
+    java.util.function.Supplier<java.util.Set<String>> lister = () -> {
+      lists.incrementAndGet();
+      return lists.get() < 3 ? java.util.Set.of("r-a") : java.util.Set.of("r-a", "r-b");
+    };
+    assertTrue(topics.exists("r-a", 0, lister));            // first use: listed
+    assertTrue(!topics.exists("r-b", 10, lister));          // unknown, but listed < 1 s ago
+    assertEquals(1, lists.get());
+    assertTrue(!topics.exists("r-b", 1_010, lister));       // listed again: still missing
+    assertTrue(topics.exists("r-b", 2_020, lister));        // and again: created meanwhile
+    assertTrue(topics.exists("r-a", 2_030, lister));
+    assertEquals(3, lists.get());
+    assertTrue(topics.exists("r-a", 2_020 + ReplySink.Topics.REFRESH_MS, () -> null));  // unreachable: keep the list
+  }
 }
