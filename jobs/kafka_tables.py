@@ -31,7 +31,8 @@ def _specific_offsets(ends: dict[int, int]) -> str:
 
 def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
                bounded_ends: dict[int, int] | None) -> str:
-    """A Kafka source table: raw key and value bytes plus the record's metadata, with a watermark.
+    """A Kafka source table: raw key and value bytes plus the record's metadata (partition, offset,
+    timestamp, headers: a serving front names its reply topic in a header), with a watermark.
 
     Both sources need one: the evaluator's event-time timers fire on the lower watermark of its two
     inputs. The rules topic is idle most of the time and then drops out of it
@@ -63,6 +64,7 @@ def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
   record_value BYTES,
   record_partition INT METADATA FROM 'partition' VIRTUAL,
   record_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  record_headers MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL,
   record_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'{watermark}
 ) WITH (
   {_with(options)}

@@ -50,6 +50,13 @@ _BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset"],
                               [_BYTES, _BYTES, Types.INT(), Types.LONG()])
 RECORD_QUERY = "SELECT record_key, record_value, record_partition, record_offset FROM {}"
+# The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
+REPLY_HEADER = "segstream-reply"
+# = io.segstream.flink.Outputs.EVENT_RECORD_TYPE: the events source rows, with the reply topic.
+EVENT_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "reply_to"],
+                                    [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES])
+EVENT_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "
+               f"record_headers['{REPLY_HEADER}'] AS reply_to FROM events_source")
 
 
 def catalogue_json(settings: Settings) -> str:
@@ -70,7 +77,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     topics = settings.kafka.topics
     kafka_tables.create_tables(t_env, settings, bounded)
 
-    events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("events_source")), RECORD_TYPE)
+    events = t_env.to_append_stream(t_env.sql_query(EVENT_QUERY), EVENT_RECORD_TYPE)
     rules = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("rules_source")), RECORD_TYPE)
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
@@ -81,6 +88,10 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
                                     b.emulator_host)
+
+    # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md).
+    pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,
+                             "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 
     statements = t_env.create_statement_set()
     statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(pipeline.evaluations())))

@@ -30,6 +30,8 @@ windows_app = typer.Typer(no_args_is_help=True,
 app.add_typer(windows_app, name="windows")
 alerts_app = typer.Typer(no_args_is_help=True, help="Surge alerts: list them, send them to webhooks.")
 app.add_typer(alerts_app, name="alerts")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenant keys of the tracking front (segstream serve).")
+app.add_typer(tenant_app, name="tenant")
 console = Console()
 
 
@@ -206,6 +208,61 @@ def profile(user_id: str, tenant: str = typer.Option("default")):
     if row is None:
         raise StackError(f"no profile for user {user_id!r} in tenant {tenant!r}")
     console.print_json(data=row)
+
+
+@app.command()
+@one_line_errors
+def serve(host: str | None = typer.Option(None, help="Default: serving.host."),
+          port: int | None = typer.Option(None, help="Default: serving.port."),
+          workers: int = typer.Option(1, help="Worker processes; each is a front instance with its own reply topic.")):
+    """Run the tracking front (HTTP API, docs/serving.md) on uvicorn."""
+    from serving.server import serve as run_server
+
+    s = settings().serving
+    run_server(host or s.host, port or s.port, workers)
+
+
+def key_store():
+    from serving.keys import KeyStore
+
+    s = settings()
+    return KeyStore(s.path(s.serving.keys_file))
+
+
+@tenant_app.command("add")
+@one_line_errors
+def tenant_add(name: str, admin: bool = typer.Option(False, help="An admin key (rules for every tenant).")):
+    """Make a new key for tenant NAME and print it once (only its sha256 is stored)."""
+    try:
+        key, entry = key_store().add(name, admin=admin)
+    except ValueError as exc:
+        raise StackError(str(exc)) from None
+    console.print(f"tenant {entry.tenant!r}: key id {entry.id}; the key (shown only now):", highlight=False)
+    print(key)
+
+
+@tenant_app.command("list")
+@one_line_errors
+def tenant_list():
+    """Tenants and their key ids (never the keys)."""
+    import datetime as dt
+
+    entries = key_store().entries()
+    if not entries:
+        console.print("no keys")
+    for e in entries:
+        created = dt.datetime.fromtimestamp(e.created, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        console.print(f"{e.tenant:24} {e.id}  created {created}{'  admin' if e.admin else ''}", highlight=False)
+
+
+@tenant_app.command("revoke")
+@one_line_errors
+def tenant_revoke(name_or_id: str):
+    """Revoke every key of a tenant, or one key by its id; running fronts stop accepting it within a second."""
+    gone = key_store().revoke(name_or_id)
+    if not gone:
+        raise StackError(f"no tenant or key id {name_or_id!r}")
+    console.print(f"revoked {len(gone)} key(s): " + ", ".join(f"{e.tenant} {e.id}" for e in gone), highlight=False)
 
 
 if __name__ == "__main__":

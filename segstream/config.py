@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
+from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
     stack: StackConfig = StackConfig()
     windows: WindowsConfig = WindowsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    serving: ServingConfig = ServingConfig()
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

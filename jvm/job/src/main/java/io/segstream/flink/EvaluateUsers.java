@@ -36,7 +36,9 @@ import org.apache.flink.util.Collector;
  *   <li>Side outputs: {@link Outputs#EXPIRATIONS} (user_id, expiry JSON); {@link Outputs#DEAD_LETTERS}
  *       (record key, dead letter) for refused rule changes (reported by subtask 0 only, as every
  *       subtask sees every change) and records the engine failed on; {@link Outputs#MIRROR}
- *       (event JSON, evaluation JSON) when constructed with {@code mirror}.
+ *       (event JSON, evaluation JSON) when constructed with {@code mirror}; {@link Outputs#REPLIES}
+ *       (reply topic, event_id, evaluation JSON) for events that name a reply topic
+ *       ({@link ParsedEvent#replyTo}, set by a serving front): the same JSON as on the main output.
  * </ul>
  *
  * <p>State: keyed {@code ValueState<byte[]>} "user" (the engine's state blob); broadcast
@@ -140,6 +142,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     Row evaluationRow;
     Row expiryRow = null;
     Tuple2<String, String> mirrored = null;
+    Row reply = null;
     byte[] state;
     Long timer;
     try {
@@ -151,6 +154,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
       String payload = Json.render(evaluation);
       evaluationRow = Row.of(event.userId(), payload);
       if (mirror) mirrored = Tuple2.of(Json.render(eventJson(event)), payload);
+      if (in.replyTo != null) reply = Row.of(in.replyTo, event.eventId(), payload);
       state = p.state();
       timer = p.timer();
     } catch (Exception | StackOverflowError e) {
@@ -164,6 +168,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     if (timer != null) ctx.timerService().registerEventTimeTimer(timer);
     out.collect(evaluationRow);
     if (mirrored != null) ctx.output(Outputs.MIRROR, mirrored);
+    if (reply != null) ctx.output(Outputs.REPLIES, reply);
   }
 
   /** The event as operators/events.py encode_event writes it (msgspec, the Event struct's field order). */

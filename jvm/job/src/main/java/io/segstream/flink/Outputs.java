@@ -33,8 +33,19 @@ public final class Outputs {
       new String[] {"record_key", "record_value", "record_partition", "record_offset"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG);
 
+  /** The events source rows: {@link #RECORD_TYPE} and reply_to BYTES (the record's
+   * {@code segstream-reply} header, naming the serving front's reply topic; null without it). */
+  public static final TypeInformation<Row> EVENT_RECORD_TYPE = Types.ROW_NAMED(
+      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to"},
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
+      Types.PRIMITIVE_ARRAY(Types.BYTE));
+  /** (topic STRING, k STRING = event_id, v STRING = evaluation JSON): an answer for a serving front. */
+  public static final TypeInformation<Row> REPLY_TYPE =
+      Types.ROW_NAMED(new String[] {"topic", "k", "v"}, Types.STRING, Types.STRING, Types.STRING);
+
   public static final OutputTag<Row> DEAD_LETTERS = new OutputTag<>("dead-letters", DEAD_LETTER_TYPE);
   public static final OutputTag<Row> EXPIRATIONS = new OutputTag<>("expirations", EVALUATION_TYPE);
+  public static final OutputTag<Row> REPLIES = new OutputTag<>("replies", REPLY_TYPE);
   public static final OutputTag<Tuple2<String, String>> MIRROR = new OutputTag<>("bigtable-mirror", MIRROR_TYPE);
 
   /** The broadcast state of the rules side: rule id -> the rule JSON of an accepted change, or ""

@@ -16,7 +16,9 @@ import org.apache.flink.util.Collector;
  * {@link #TOMBSTONE}. Nothing a record holds makes this function throw.
  *
  * <p>Input: {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
- * record_offset). Output: {@link Outputs#PARSED_EVENT_TYPE}. Metric: {@code deadLetters}.
+ * record_offset), or {@link Outputs#EVENT_RECORD_TYPE} rows with a fifth column reply_to (the
+ * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}.
+ * Output: {@link Outputs#PARSED_EVENT_TYPE}. Metric: {@code deadLetters}.
  */
 public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   private static final long serialVersionUID = 1L;
@@ -52,7 +54,8 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
         reason = TOMBSTONE;
       } else {
         Event event = Events.parse(raw);
-        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset));
+        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset,
+            replyTo(row)));
         return;
       }
     } catch (InvalidEvent e) {
@@ -63,5 +66,11 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
     if (deadLetters != null) deadLetters.inc();
     ctx.output(Outputs.DEAD_LETTERS,
         Row.of(DeadLetters.key(key), DeadLetters.value(raw, reason, topic, partition, offset, key)));
+  }
+
+  /** The reply topic of an {@link Outputs#EVENT_RECORD_TYPE} row: its fifth column as UTF-8, if any. */
+  static String replyTo(Row row) {
+    if (row.getArity() < 5 || !(row.getField(4) instanceof byte[] bytes) || bytes.length == 0) return null;
+    return new String(bytes, java.nio.charset.StandardCharsets.UTF_8);
   }
 }

@@ -18,6 +18,8 @@ public class ParsedEvent {
   public byte[] value;
   public Integer partition;
   public Long offset;
+  /** The reply topic named by the record's {@code segstream-reply} header (a serving front), or null. */
+  public String replyTo;
 
   public ParsedEvent() {}
 
@@ -29,10 +31,16 @@ public class ParsedEvent {
     this.offset = offset;
   }
 
+  public ParsedEvent(String key, byte[] recordKey, byte[] value, Integer partition, Long offset, String replyTo) {
+    this(key, recordKey, value, partition, offset);
+    this.replyTo = replyTo;
+  }
+
   @Override
   public boolean equals(Object o) {
     return o instanceof ParsedEvent p && Objects.equals(key, p.key) && Arrays.equals(recordKey, p.recordKey)
-        && Arrays.equals(value, p.value) && Objects.equals(partition, p.partition) && Objects.equals(offset, p.offset);
+        && Arrays.equals(value, p.value) && Objects.equals(partition, p.partition) && Objects.equals(offset, p.offset)
+        && Objects.equals(replyTo, p.replyTo);
   }
 
   @Override

@@ -22,6 +22,8 @@ public final class Pipeline {
   public static final String EVALUATE_UID = "evaluate-user";
   public static final String BIGTABLE_ROWS_UID = "bigtable-rows";
   public static final String BIGTABLE_SINK_UID = "bigtable-sink";
+  public static final String REPLY_TOPICS_UID = "reply-topics";
+  public static final String REPLY_SINK_UID = "reply-sink";
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
@@ -86,6 +88,23 @@ public final class Pipeline {
     return bigtableRows
         .sinkTo(new BigtableSink(project, instance, eventsTable, profilesTable, emulatorHost))
         .name("Bigtable sink").uid(BIGTABLE_SINK_UID);
+  }
+
+  /** (reply topic, event_id, evaluation JSON) of the events that named a reply topic. */
+  public DataStream<Row> replies() {
+    return evaluations.getSideOutput(Outputs.REPLIES);
+  }
+
+  /**
+   * Write {@link #replies()} whose topic starts with {@code topicPrefix} and exists to that topic,
+   * at-least-once and never transactionally ({@link ReplySink}). {@code producerProperties}: extra
+   * client properties (Properties text), for the producer and the admin client that lists topics.
+   */
+  public DataStreamSink<Row> attachReplySink(String bootstrapServers, String topicPrefix, String producerProperties) {
+    return replies()
+        .filter(new ReplySink.Topics(topicPrefix, bootstrapServers, producerProperties))
+        .name("reply-topics").uid(REPLY_TOPICS_UID)
+        .sinkTo(ReplySink.build(bootstrapServers, producerProperties)).name("reply sink").uid(REPLY_SINK_UID);
   }
 
   /** (event JSON, evaluation JSON) for the Bigtable sink; null unless built with mirror. */

@@ -235,4 +235,47 @@ class EvaluateUsersTest {
     assertThrows(IllegalArgumentException.class, () -> new EvaluateUsers(CATALOGUE, "[{\"id\": \"x\"}]", "e", "r", false));
     assertNotNull(new EvaluateUsers(CATALOGUE, "[]", "e", "r", false));
   }
+
+  @Test
+  void anEventNamingAReplyTopicIsAnsweredThereWithItsEvaluation() throws Exception {
+    try (var h = harness(false)) {
+      h.open();
+      String e1 = event("e1", "acme", "u1", T0, "view", 1);
+      var p = parsed(e1, 0);
+      p.replyTo = "segstream-reply-x";
+      h.processElement(p, T0);
+      h.processElement(parsed(event("e2", "acme", "u1", T0 + 1, "view", 1), 1), T0 + 1);
+      List<Row> replies = side(h, Outputs.REPLIES);
+      assertEquals(1, replies.size());
+      assertEquals("segstream-reply-x", replies.get(0).getField(0));
+      assertEquals("e1", replies.get(0).getField(1));
+      assertEquals(h.extractOutputValues().get(0).getField(1), replies.get(0).getField(2));
+    }
+  }
+
+  @Test
+  void repliesGoOnlyToTopicsWithThePrefix() {
+    assertTrue(ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-a1"));
+    assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "evaluations"));
+    assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-a/b"));
+    assertTrue(!ReplySink.Topics.allowed("segstream-reply-", "segstream-reply-" + "x".repeat(240)));
+  }
+
+  @Test
+  void repliesGoOnlyToTopicsThatExistListedAgainWhenDue() {
+    var topics = new ReplySink.Topics("r-", "unused:9092", "");
+    var lists = new java.util.concurrent.atomic.AtomicInteger();
+    java.util.function.Supplier<java.util.Set<String>> lister = () -> {
+      lists.incrementAndGet();
+      return lists.get() < 3 ? java.util.Set.of("r-a") : java.util.Set.of("r-a", "r-b");
+    };
+    assertTrue(topics.exists("r-a", 0, lister));            // first use: listed
+    assertTrue(!topics.exists("r-b", 10, lister));          // unknown, but listed < 1 s ago
+    assertEquals(1, lists.get());
+    assertTrue(!topics.exists("r-b", 1_010, lister));       // listed again: still missing
+    assertTrue(topics.exists("r-b", 2_020, lister));        // and again: created meanwhile
+    assertTrue(topics.exists("r-a", 2_030, lister));
+    assertEquals(3, lists.get());
+    assertTrue(topics.exists("r-a", 2_020 + ReplySink.Topics.REFRESH_MS, () -> null));  // unreachable: keep the list
+  }
 }

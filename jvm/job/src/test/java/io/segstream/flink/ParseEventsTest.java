@@ -41,6 +41,17 @@ class ParseEventsTest {
   }
 
   @Test
+  void theReplyHeaderIsCarriedOn() throws Exception {
+    try (var h = ProcessFunctionTestHarnesses.forProcessFunction(new ParseEvents("events"))) {
+      byte[] raw = b("{\"event_id\":\"e1\",\"user_id\":\"u1\",\"ts\":5,\"name\":\"view\"}");
+      h.processElement(Row.of(b("k"), raw, 2, 41L, b("segstream-reply-a")), 0);
+      h.processElement(Row.of(b("k"), raw, 2, 42L, null), 0);
+      assertEquals(List.of(new ParsedEvent("7:defaultu1", b("k"), raw, 2, 41L, "segstream-reply-a"),
+          new ParsedEvent("7:defaultu1", b("k"), raw, 2, 42L)), h.extractOutputValues());
+    }
+  }
+
+  @Test
   void invalidRecordsAreDeadLetteredAsThePythonJobDoes() throws Exception {
     try (var h = ProcessFunctionTestHarnesses.forProcessFunction(new ParseEvents("events"))) {
       byte[] raw = b("{\"event_id\":\"e1\",\"user_id\":\"u1\",\"ts\":\"x\",\"name\":\"view\"}");

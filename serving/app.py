@@ -1,0 +1,389 @@
+"""The HTTP API of the tracking front (FastAPI on uvicorn): docs/serving.md.
+
+    POST /v1/track     Bearer key; one event -> 200 its evaluation receipt, or 202 after the deadline
+    POST /v1/track/batch  up to 100 events, all valid or none produced; results in order
+    GET  /v1/users/{user_id}/profile, /v1/users/{user_id}/events   Bigtable reads (not read-your-writes)
+    PUT/DELETE /v1/rules/{rule_id}  a rule of the key's tenant (id `{tenant}:{rule_id}`), validated first
+    GET  /healthz      200 when Kafka answers, else 503
+    GET  /metrics      Prometheus text
+    GET  /openapi.json the schema
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+
+from operators.catalogue import load_catalogue
+from operators.events import MAX_USER_ID_BYTES, Event
+from operators.rules import validate_rule
+from segstream.config import Settings
+from serving.front import Front, KafkaUnavailable
+from serving.keys import KeyEntry, KeyStore
+from serving.validation import Refused, build_event, decode_batch, event_of
+
+MAX_BATCH = 100
+# A rule id in the path. No ":": a tenant's rule is published as `{tenant}:{rule_id}`, so no tenant's
+# rule can take the id of another tenant's rule or of a rule for every tenant.
+RULE_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+RECEIPT_FIELDS = ("event_id", "user_id", "seq", "segments", "entered", "exited", "rules_version", "stats")
+
+
+def receipt_of(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The receipt of an evaluation (docs/events.md): the fields a tracking client gets back."""
+    return {field: evaluation.get(field) for field in RECEIPT_FIELDS}
+
+
+# --- schema for /openapi.json (the body is decoded by serving.validation, strictly) ----------------
+
+
+class TrackRequest(BaseModel):
+    """One event. Unknown fields are refused; the tenant is the key's."""
+
+    user_id: str
+    name: str
+    event_id: str | None = None
+    ts: int | None = None
+    values: dict[str, int | float | str | bool | None] | None = None
+    tenant: str | None = None
+
+
+class Receipt(BaseModel):
+    """The evaluation of this event (its state includes this event and every earlier one of the user)."""
+
+    event_id: str
+    user_id: str
+    seq: int
+    segments: list[str]
+    entered: list[str]
+    exited: list[str]
+    rules_version: int
+    stats: dict[str, Any]
+
+
+class Accepted(BaseModel):
+    """The event is durable in Kafka; its evaluation was not back within the deadline."""
+
+    event_id: str
+    status: str = "accepted"
+
+
+class Problem(BaseModel):
+    error: str
+
+
+class BatchResult(BaseModel):
+    """One event of a batch: status 200 with its receipt, or 202 (durable, not evaluated in time)."""
+
+    event_id: str
+    status: int
+    receipt: Receipt | None = None
+
+
+class BatchAnswer(BaseModel):
+    results: list[BatchResult]
+
+
+class RuleRequest(BaseModel):
+    """A rule (operators/rules.py); `tenant` only from an admin key (omitted: every tenant)."""
+
+    description: str
+    when: str
+    tenant: str | None = None
+
+
+class RulePublished(BaseModel):
+    rule_id: str
+    status: str
+
+
+class History(BaseModel):
+    events: list[dict[str, Any]]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("segstream_serving_requests", "Tracking requests by HTTP status",
+                                ["status"], registry=self.registry)
+        self.answered = Counter("segstream_serving_answered", "Requests answered 200 with their evaluation",
+                                registry=self.registry)
+        self.accepted_late = Counter("segstream_serving_accepted_late",
+                                     "Requests answered 202: evaluation not back within the deadline",
+                                     registry=self.registry)
+        self.latency = Histogram("segstream_serving_request_seconds", "Tracking request latency (200 and 202)",
+                                 buckets=(.005, .01, .025, .05, .075, .1, .15, .2, .25, .35, .5, 1, 2.5, 5),
+                                 registry=self.registry)
+
+
+def _problem(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Refused(413, f"body is over the {limit} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"body is over the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
+    serving = settings.serving
+    store = keys or KeyStore(settings.path(serving.keys_file))
+    deadline = serving.deadline_ms / 1000
+    metrics = Metrics()
+    front = Front(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        front.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(front.stop)
+
+    app = FastAPI(title="segstream tracking front", version="1", lifespan=lifespan,
+                  description="Every tracking request is answered with its own evaluation (docs/serving.md).")
+    app.state.front = front
+    app.state.metrics = metrics
+
+    def tenant_of(request: Request) -> KeyEntry:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Refused(401, "missing key: send Authorization: Bearer <key>")
+        entry = store.lookup(key.strip())
+        if entry is None:
+            raise Refused(401, "unknown key")
+        return entry
+
+    async def answers(events: list[Event], values: list[bytes], started: float) -> list[bytes | None]:
+        """Produce the events and wait for their evaluations until the deadline (None: not back in
+        time). KafkaUnavailable (with .acked: the event_ids Kafka did take) if any is not taken."""
+        waiting = [front.expect(e.event_id) for e in events]
+        outcomes = await asyncio.gather(*(front.produce(e.user_id, v, e.ts, deadline)
+                                          for e, v in zip(events, values, strict=True)), return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            for e, w in zip(events, waiting, strict=True):
+                front.forget(e.event_id, w)
+            raise KafkaUnavailable(str(failed[0]), acked=[e.event_id for e, o in zip(events, outcomes, strict=True)
+                                                          if not isinstance(o, BaseException)])
+        remaining = max(deadline - (time.monotonic() - started), 0.0)
+        await asyncio.wait(waiting, timeout=remaining)  # (does not cancel what is not done)
+        results: list[bytes | None] = []
+        for e, w in zip(events, waiting, strict=True):
+            if w.done() and not w.cancelled():
+                results.append(w.result())
+            else:
+                front.forget(e.event_id, w)
+                results.append(None)
+        return results
+
+    @app.post("/v1/track", responses={
+        200: {"model": Receipt}, 202: {"model": Accepted}, 400: {"model": Problem}, 401: {"model": Problem},
+        403: {"model": Problem}, 413: {"model": Problem}, 503: {"model": Problem}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": TrackRequest.model_json_schema()}}}})
+    async def track(request: Request) -> Response:
+        """Track one event; answer with its evaluation receipt (200) or, after the deadline, 202."""
+        started = time.monotonic()
+        try:
+            entry = tenant_of(request)
+            raw_body = await _read_body(request, serving.max_body_bytes)
+            event, value = event_of(raw_body, entry.tenant)
+        except Refused as refused:
+            metrics.requests.labels(str(refused.status)).inc()
+            return _problem(refused.status, refused.reason)
+        try:
+            [evaluation] = await answers([event], [value], started)
+        except KafkaUnavailable as exc:
+            metrics.requests.labels("503").inc()
+            return _problem(503, f"Kafka did not take the event: {exc}")
+        metrics.latency.observe(time.monotonic() - started)
+        if evaluation is None:
+            metrics.requests.labels("202").inc()
+            metrics.accepted_late.inc()
+            return JSONResponse({"event_id": event.event_id, "status": "accepted"}, status_code=202)
+        metrics.requests.labels("200").inc()
+        metrics.answered.inc()
+        return Response(orjson.dumps(receipt_of(orjson.loads(evaluation))), media_type="application/json")
+
+    @app.post("/v1/track/batch", responses={
+        200: {"model": BatchAnswer}, 202: {"model": BatchAnswer}, 400: {"model": Problem}, 401: {"model": Problem},
+        403: {"model": Problem}, 413: {"model": Problem}, 503: {"model": Problem}},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "array", "maxItems": MAX_BATCH, "items": TrackRequest.model_json_schema()}}}}})
+    async def track_batch(request: Request) -> Response:
+        """Track up to 100 events (a JSON array). All are checked first: one invalid event is a 400
+        naming its index, and nothing is produced. Results come in the order of the events: 200 when
+        every evaluation is back within the deadline, else 202 (the results say which are)."""
+        started = time.monotonic()
+        try:
+            entry = tenant_of(request)
+            raw_body = await _read_body(request, serving.max_body_bytes)
+            bodies = decode_batch(raw_body, MAX_BATCH)
+            built = []
+            for i, body in enumerate(bodies):
+                try:
+                    built.append(build_event(body, entry.tenant))
+                except Refused as refused:
+                    raise Refused(refused.status, f"event {i}: {refused.reason}") from None
+            ids = [event.event_id for event, _ in built]
+            if len(set(ids)) != len(ids):
+                raise Refused(400, "the batch repeats an event_id")
+        except Refused as refused:
+            metrics.requests.labels(str(refused.status)).inc()
+            return _problem(refused.status, refused.reason)
+        try:
+            evaluations = await answers([e for e, _ in built], [v for _, v in built], started)
+        except KafkaUnavailable as exc:
+            metrics.requests.labels("503").inc()
+            return JSONResponse({"error": f"Kafka did not take every event: {exc}",
+                                 "accepted": exc.acked}, status_code=503)
+        results: list[dict[str, Any]] = []
+        for event_id, evaluation in zip(ids, evaluations, strict=True):
+            if evaluation is None:
+                results.append({"event_id": event_id, "status": 202})
+            else:
+                results.append({"event_id": event_id, "status": 200,
+                                "receipt": receipt_of(orjson.loads(evaluation))})
+        status = 200 if all(r["status"] == 200 for r in results) else 202
+        metrics.requests.labels(str(status)).inc()
+        (metrics.answered if status == 200 else metrics.accepted_late).inc()
+        metrics.latency.observe(time.monotonic() - started)
+        return Response(orjson.dumps({"results": results}), status_code=status, media_type="application/json")
+
+    def user_of(user_id: str) -> str:
+        if not user_id or len(user_id.encode("utf-8", "surrogatepass")) > MAX_USER_ID_BYTES:
+            raise Refused(400, f"user_id must be 1 to {MAX_USER_ID_BYTES} bytes")
+        return user_id
+
+    async def bigtable_read(request: Request, user_id: str, read: Any) -> Response:
+        from sinks.bigtable import BigtableUnavailable
+
+        try:
+            entry = tenant_of(request)
+            user = user_of(user_id)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        try:
+            found = await asyncio.to_thread(read, settings.bigtable, entry.tenant, user)
+        except BigtableUnavailable as exc:
+            return _problem(503, str(exc))
+        if found is None:
+            return _problem(404, f"no profile for user {user!r}")
+        return Response(orjson.dumps(found), media_type="application/json")
+
+    @app.get("/v1/users/{user_id}/profile", responses={
+        401: {"model": Problem}, 404: {"model": Problem}, 503: {"model": Problem}})
+    async def profile(request: Request, user_id: str) -> Response:
+        """The user's latest profile in the key's tenant, from Bigtable. Not read-your-writes: the
+        Bigtable sink flushes asynchronously, so it can be older than a receipt just returned."""
+        from sinks.bigtable.reader import read_profile
+
+        return await bigtable_read(request, user_id, read_profile)
+
+    @app.get("/v1/users/{user_id}/events", response_model=History, responses={
+        401: {"model": Problem}, 503: {"model": Problem}})
+    async def history(request: Request, user_id: str, limit: int = Query(20, ge=1, le=1000),
+                      since: int | None = Query(None, ge=0, description="only events at or after this epoch ms")
+                      ) -> Response:
+        """The user's events in the key's tenant, newest first, from Bigtable. Not read-your-writes."""
+        from sinks.bigtable.reader import read_history
+
+        def read(config: Any, tenant: str, user: str) -> dict[str, Any]:
+            return {"events": read_history(config, tenant, user, limit=limit, since_ts=since)}
+
+        return await bigtable_read(request, user_id, read)
+
+    catalogue = load_catalogue(settings.path(settings.stats_file))
+
+    def published_id(entry: KeyEntry, rule_id: str) -> str:
+        if not RULE_ID.fullmatch(rule_id):
+            raise Refused(400, "rule id must be 1 to 100 of A-Z a-z 0-9 _ . -")
+        return rule_id if entry.admin else f"{entry.tenant}:{rule_id}"
+
+    async def publish(rule_id: str, value: bytes | None) -> Response:
+        try:
+            await front.send(settings.kafka.topics.rules, rule_id, value, deadline)
+        except KafkaUnavailable as exc:
+            return _problem(503, f"Kafka did not take the rule: {exc}")
+        return JSONResponse({"rule_id": rule_id, "status": "published" if value else "deleted"}, status_code=202)
+
+    @app.put("/v1/rules/{rule_id}", status_code=202, responses={
+        202: {"model": RulePublished}, 400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
+        503: {"model": Problem}}, openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": RuleRequest.model_json_schema()}}}})
+    async def put_rule(request: Request, rule_id: str) -> Response:
+        """Publish a rule to the rules topic, checked first as the job checks it (400 with the reason).
+        A tenant's key publishes `{tenant}:{rule_id}` for its own tenant only; an admin key publishes
+        `rule_id` for the body's `tenant`, or for every tenant without one. 202: the job applies it
+        when it reads the rules topic (evaluations then carry a higher rules_version)."""
+        try:
+            entry = tenant_of(request)
+            full_id = published_id(entry, rule_id)
+            raw = await _read_body(request, serving.max_body_bytes)
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise Refused(400, f"not UTF-8 JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise Refused(400, "a rule is a JSON object")
+            if "id" in data:
+                raise Refused(400, "the rule id is the path's, not the body's")
+            if not entry.admin:
+                if data.get("tenant", entry.tenant) != entry.tenant:
+                    raise Refused(403, "a tenant key publishes rules for its own tenant only")
+                data["tenant"] = entry.tenant
+            rule = {"id": full_id, **data}
+            reason = validate_rule(rule, catalogue)
+            if reason is not None:
+                raise Refused(400, reason)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        return await publish(full_id, orjson.dumps(rule))
+
+    @app.delete("/v1/rules/{rule_id}", status_code=202, responses={
+        202: {"model": RulePublished}, 400: {"model": Problem}, 401: {"model": Problem}, 503: {"model": Problem}})
+    async def delete_rule(request: Request, rule_id: str) -> Response:
+        """Delete a rule (a tombstone on the rules topic): a tenant's key deletes its own
+        `{tenant}:{rule_id}` only, an admin key any rule id."""
+        try:
+            full_id = published_id(tenant_of(request), rule_id)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        return await publish(full_id, None)
+
+    @app.get("/healthz", responses={503: {"model": Problem}})
+    async def healthz() -> Response:
+        """200 when Kafka answers a metadata request for the events topic, else 503."""
+        if await asyncio.to_thread(front.kafka_reachable, min(2.0, max(deadline, 0.5))):
+            return JSONResponse({"kafka": "ok", "instance": front.instance, "reply_topic": front.reply_topic,
+                                 "replies_ready": front.replies_ready.is_set()})
+        return _problem(503, "Kafka is unreachable")
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text: requests by status, answered, accepted late, latency histogram."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
