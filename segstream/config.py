@@ -80,7 +80,8 @@ class FlinkConfig(BaseModel):
     job_jar: str = ".segstream/jvm/segstream-job.jar"
     # JVM flags of a local job's JVM (the PyFlink gateway hosting the MiniCluster), put before the
     # JVM_ARGS of the environment (a collector given there replaces this one). ParallelGC: fewer
-    # CPU µs per event than G1 in every same-run comparison (docs/benchmarks.md section 0, round 2).
+    # CPU µs per event than G1 in 6 of 7 same-run comparisons, a tie in the 7th
+    # (docs/benchmarks.md section 0, round 2).
     # A Flink cluster's TaskManagers take theirs from env.java.opts.taskmanager (docs/operations.md).
     jvm_args: str = "-XX:+UseParallelGC"
 
