@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -51,8 +52,22 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
     return config
 
 
+_GC_FLAG = re.compile(r"-XX:[+-]Use\w*GC\b")
+
+
+def jvm_args(configured: str, given: str) -> str:
+    """JVM_ARGS for the PyFlink gateway JVM, which hosts the local MiniCluster and so the operators:
+    flink.jvm_args, then those already in the environment. A collector chosen in the environment
+    replaces the configured one (two collectors on one command line stop the JVM)."""
+    if _GC_FLAG.search(given):
+        configured = _GC_FLAG.sub("", configured)
+    return " ".join((configured + " " + given).split())
+
+
 def create_environments(settings: Settings, jars: list[Path], savepoint: str | None = None
                         ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    # Before the first PyFlink call: the gateway JVM starts with the first one (Configuration()).
+    os.environ["JVM_ARGS"] = jvm_args(settings.flink.jvm_args, os.environ.get("JVM_ARGS", ""))
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(settings, jars, savepoint))
     env.set_parallelism(settings.flink.parallelism)
     t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())

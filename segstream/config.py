@@ -84,6 +84,12 @@ class FlinkConfig(BaseModel):
     # The job jar (segstream's Flink operator with the Kafka connector and its kafka-clients), built
     # from jvm/ by scripts/setup.sh; the job puts it in pipeline.jars, so `flink run` ships it.
     job_jar: str = ".segstream/jvm/segstream-job.jar"
+    # JVM flags of a local job's JVM (the PyFlink gateway hosting the MiniCluster), put before the
+    # JVM_ARGS of the environment (a collector given there replaces this one). ParallelGC: fewer
+    # CPU µs per event than G1 in 6 of 7 same-run comparisons, a tie in the 7th
+    # (docs/benchmarks.md section 0, round 2).
+    # A Flink cluster's TaskManagers take theirs from env.java.opts.taskmanager (docs/operations.md).
+    jvm_args: str = "-XX:+UseParallelGC"
 
 
 class StackConfig(BaseModel):

@@ -6,8 +6,18 @@ import org.bouncycastle.crypto.digests.Blake2bDigest;
 final class Blake2b {
   private Blake2b() {}
 
+  /** One digest per thread and size, reset before each use (Distinct hashes values on every event). */
+  private static final ThreadLocal<Blake2bDigest[]> DIGESTS = ThreadLocal.withInitial(() -> new Blake2bDigest[65]);
+
   static byte[] digest(byte[] data, int bytes) {
-    Blake2bDigest d = new Blake2bDigest(bytes * 8);
+    Blake2bDigest[] cache = DIGESTS.get();
+    Blake2bDigest d = cache[bytes];
+    if (d == null) {
+      d = new Blake2bDigest(bytes * 8);
+      cache[bytes] = d;
+    } else {
+      d.reset();
+    }
     d.update(data, 0, data.length);
     byte[] out = new byte[bytes];
     d.doFinal(out, 0);

@@ -1,6 +1,7 @@
 package io.segstream.engine;
 
 import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -59,6 +60,9 @@ final class Distinct {
 
   /** key.encode("utf-8", "surrogatepass"): UTF-8, with a lone surrogate as its 3-byte form. */
   static byte[] surrogatePass(String s) {
+    boolean surrogates = false;
+    for (int i = 0; i < s.length() && !surrogates; i++) surrogates = Character.isSurrogate(s.charAt(i));
+    if (!surrogates) return s.getBytes(StandardCharsets.UTF_8);  // the same bytes, without the per-byte stream
     ByteArrayOutputStream out = new ByteArrayOutputStream(s.length() + 8);
     for (int i = 0; i < s.length(); ) {
       int cp = s.codePointAt(i);

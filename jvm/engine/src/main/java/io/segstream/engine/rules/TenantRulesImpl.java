@@ -1,6 +1,7 @@
 package io.segstream.engine.rules;
 
 import io.segstream.engine.Event;
+import com.google.common.collect.ImmutableMap;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -143,10 +144,14 @@ public final class TenantRulesImpl implements TenantRules {
       for (int k = run.nextSetBit(0); k >= 0 && k < rules.size(); k = run.nextSetBit(k + 1)) errors.set(k);
       return new Result(matched, errors);
     }
+    // One immutable copy per event: the planner's eval(Map) calls Activation.copyOf, which copies
+    // any other map through a stream for every rule, but takes an ImmutableMap as it is. The
+    // variables are never null (toCel gives CelValues' NullValue), so the copy drops nothing.
+    ImmutableMap<String, Object> activation = ImmutableMap.copyOf(variables);
     for (int k = run.nextSetBit(0); k >= 0 && k < rules.size(); k = run.nextSetBit(k + 1)) {
       Object result;
       try {
-        result = rules.get(k).program().eval(variables);
+        result = rules.get(k).program().eval(activation);
       } catch (Exception | StackOverflowError e) {  // evaluation errors are "not matched"
         errors.set(k);
         continue;
