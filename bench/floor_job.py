@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import create_environments  # noqa: E402
 from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
-from jobs.user_stats import RECORD_QUERY, RECORD_TYPE  # noqa: E402
 from segstream.config import load_settings  # noqa: E402
 from segstream.jvm import require  # noqa: E402
 
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
     env, t_env = create_environments(settings, jars)
     kafka_tables.create_tables(t_env, settings, args.bounded or settings.bounded)
-    events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("events_source")), RECORD_TYPE)
+    events = kafka_tables.record_stream(t_env, "events_source")
     counts = java_class(FLOOR).build(java_stream(events))
     statements = t_env.create_statement_set()
     statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(counts)))

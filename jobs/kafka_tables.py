@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 from segstream.config import Settings
 
 if TYPE_CHECKING:
+    from pyflink.datastream import DataStream
     from pyflink.table import StreamTableEnvironment
+
+# The columns every source table starts with, as the Java operators take them
+# (= io.segstream.flink.Outputs.RECORD_TYPE).
+RECORD_COLUMNS = ["record_key", "record_value", "record_partition", "record_offset"]
 
 
 def _quote(value: str) -> str:
@@ -137,3 +142,12 @@ def create_window_tables(t_env: StreamTableEnvironment, settings: Settings, boun
     for table, topic in (("aggregates_sink", topics.aggregates), ("alerts_sink", topics.alerts),
                          ("late_events_sink", topics.late_events)):
         t_env.execute_sql(sink_ddl(table, topic, settings, "STRING", "STRING", transactional=True))
+
+
+def record_stream(t_env: StreamTableEnvironment, table: str) -> DataStream:
+    """A source table's records as a DataStream of RECORD_COLUMNS rows, to hand to a Java operator."""
+    from pyflink.common import Types
+
+    raw = Types.PRIMITIVE_ARRAY(Types.BYTE())
+    row_type = Types.ROW_NAMED(RECORD_COLUMNS, [raw, raw, Types.INT(), Types.LONG()])
+    return t_env.to_append_stream(t_env.sql_query(f"SELECT {', '.join(RECORD_COLUMNS)} FROM {table}"), row_type)

@@ -46,10 +46,6 @@ JOB_NAME = "segstream-user-stats"
 PIPELINE = "io.segstream.flink.Pipeline"
 
 _BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-# = io.segstream.flink.Outputs.RECORD_TYPE: the columns of the source query below.
-RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset"],
-                              [_BYTES, _BYTES, Types.INT(), Types.LONG()])
-RECORD_QUERY = "SELECT record_key, record_value, record_partition, record_offset FROM {}"
 # The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
 REPLY_HEADER = "segstream-reply"
 # = io.segstream.flink.Outputs.EVENT_RECORD_TYPE: the events source rows, with the reply topic.
@@ -78,7 +74,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     kafka_tables.create_tables(t_env, settings, bounded)
 
     events = t_env.to_append_stream(t_env.sql_query(EVENT_QUERY), EVENT_RECORD_TYPE)
-    rules = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY.format("rules_source")), RECORD_TYPE)
+    rules = kafka_tables.record_stream(t_env, "rules_source")
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.

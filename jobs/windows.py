@@ -23,7 +23,6 @@ from pathlib import Path
 # `flink run -py` executes this file as a script: make the project packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyflink.common import Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
@@ -37,16 +36,12 @@ from segstream.windows import definitions, definitions_json  # noqa: E402
 JOB_NAME = "segstream-windows"
 PIPELINE = "io.segstream.flink.windows.WindowPipeline"
 
-_BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset"],
-                              [_BYTES, _BYTES, Types.INT(), Types.LONG()])
-RECORD_QUERY = "SELECT record_key, record_value, record_partition, record_offset FROM window_events_source"
 
 
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
           bounded: bool) -> None:
     kafka_tables.create_window_tables(t_env, settings, bounded)
-    events = t_env.to_append_stream(t_env.sql_query(RECORD_QUERY), RECORD_TYPE)
+    events = kafka_tables.record_stream(t_env, "window_events_source")
     # The definitions are checked here, on the client (pydantic, then WindowSpec.parseAll).
     pipeline = java_class(PIPELINE).build(java_stream(events), definitions_json(definitions(settings)))
 

@@ -28,17 +28,6 @@ W = 4
 
 
 @pytest.fixture(scope="module")
-def bigtable_emulator(tmp_path_factory):
-    port = free_port()
-    pid = emulator.start_emulator(port, tmp_path_factory.mktemp("emulator") / "cbtemulator.log")
-    try:
-        emulator.wait_ready(f"127.0.0.1:{port}", timeout=20)
-        yield f"127.0.0.1:{port}", pid
-    finally:
-        emulator.stop_emulator(pid)
-
-
-@pytest.fixture(scope="module")
 def settings(bigtable_emulator) -> Settings:
     s = Settings()
     s.bigtable.emulator_host = bigtable_emulator[0]

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from segstream import emulator
 from segstream.config import Settings
 from segstream.jvm import require
-from segstream.testing import free_port, wait_for
+from segstream.testing import wait_for
 from sinks.bigtable import point_at_instance, schema
 from sinks.bigtable.config import BigtableConfig
 from tests.sinks.test_bigtable_emulator import make_records, write_records
@@ -33,28 +32,15 @@ PROFILE_LINGER_S = 1.0  # BigtableSink.PROFILE_LINGER_MS
 
 
 @pytest.fixture(scope="module")
-def emulator_proc(tmp_path_factory):
-    """(host:port, pid) of an emulator of this module's own."""
-    port = free_port()
-    pid = emulator.start_emulator(port, tmp_path_factory.mktemp("emulator") / "cbtemulator.log")
-    try:
-        emulator.wait_ready(f"127.0.0.1:{port}", timeout=20)
-        yield f"127.0.0.1:{port}", pid
-    finally:
-        os.kill(pid, signal.SIGCONT)  # a failed test may have left it paused
-        emulator.stop_emulator(pid)
-
-
-@pytest.fixture(scope="module")
-def emulator_host(emulator_proc):
-    return emulator_proc[0]
+def emulator_host(bigtable_emulator):
+    return bigtable_emulator[0]
 
 
 @pytest.fixture
-def paused(emulator_proc):
+def paused(bigtable_emulator):
     """pause()/resume() the emulator process (SIGSTOP/SIGCONT): it keeps its connections and
     answers nothing, like a server that hangs. Always resumed at the end."""
-    pid = emulator_proc[1]
+    pid = bigtable_emulator[1]
 
     class Pause:
         def pause(self):
