@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -72,3 +73,13 @@ def create_environments(settings: Settings, jars: list[Path], savepoint: str | N
     env.set_parallelism(settings.flink.parallelism)
     t_env = StreamTableEnvironment.create(env, EnvironmentSettings.in_streaming_mode())
     return env, t_env
+
+
+def job_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line every segstream job takes (`python jobs/<job>.py`, `flink run -py`)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bounded", action="store_true",
+                        help="stop at the end offsets of the input topics found when the job starts")
+    parser.add_argument("--savepoint", help="start from this savepoint or retained checkpoint")
+    parser.add_argument("--config", help="YAML configuration (default conf/segstream.yaml)")
+    return parser.parse_args(argv)

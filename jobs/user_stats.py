@@ -23,7 +23,6 @@ or sinks.bigtable.schema.ensure_tables): the job writes rows, it does not admini
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
 from jobs import kafka_tables  # noqa: E402
-from jobs.flink_env import create_environments  # noqa: E402
+from jobs.flink_env import create_environments, job_arguments  # noqa: E402
 from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
 from segstream.jvm import require  # noqa: E402
@@ -97,12 +96,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bounded", action="store_true",
-                        help="stop at the end offsets of the topics found when the job starts")
-    parser.add_argument("--savepoint", help="start from this savepoint or retained checkpoint")
-    parser.add_argument("--config", help="YAML configuration (default conf/segstream.yaml)")
-    args = parser.parse_args(argv)
+    args = job_arguments(__doc__.splitlines()[0], argv)
 
     settings = load_settings(args.config)
     bounded = args.bounded or settings.bounded
