@@ -31,7 +31,7 @@ def run_demo(settings: Settings, events: int, users: int, console: Console) -> N
     console.rule("1. local stack")
     stack.down()  # the broker and the emulator keep data in memory: a restart gives a clean slate
     stack.up()
-    console.print(f"Kafka-protocol broker {settings.kafka.bootstrap_servers}, Bigtable emulator "
+    console.print(f"Apache Kafka {settings.kafka.bootstrap_servers}, Bigtable emulator "
                   f"127.0.0.1:{settings.stack.emulator_port}, topics and tables created")
 
     console.rule("2. sample traffic")
