@@ -22,7 +22,9 @@ from segstream.config import PROJECT_ROOT
 from segstream.flink_rest import JOB_NAME
 from segstream.produce import TrafficSpec, generate, produce_records
 from segstream.testing import (
+    EVENTS,
     FAST_JVM,
+    USERS,
     TopicWatcher,
     check_results,
     crash_config,
@@ -89,11 +91,13 @@ def test_stop_with_a_savepoint_and_resume_it_rescaled_with_flink_run_s(cluster, 
 
 
 def test_the_jobmanager_restores_the_job_after_the_taskmanager_is_killed(cluster, job_config, tmp_path):
-    """`flink run -py jobs/user_stats.py --bounded`, and a kill -9 of the TaskManager (with its Python
-    workers) at a random point after a checkpoint; a new TaskManager, as a supervisor would start."""
+    """`flink run -py jobs/user_stats.py --bounded`, and a kill -9 of the TaskManager at a random
+    point after a checkpoint; a new TaskManager, as a supervisor would start. Four times the usual
+    traffic, as in test_recovery.py: the JVM job reads a backlog fast, and with 6,000 events a kill
+    meant for 24 % of the way landed after the last evaluation (CI run ci22)."""
     seed = 4
     settings, config_path = crash_config(job_config[1], tmp_path / "crash.yaml")
-    produce_traffic(settings, seed)
+    produce_traffic(settings, seed, events=4 * EVENTS, users=4 * USERS)
     valid_ids = valid_event_ids(settings)
 
     run = crash_taskmanager(cluster, settings, config_path, tmp_path, seed, valid_ids)
