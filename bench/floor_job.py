@@ -20,10 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs import kafka_tables  # noqa: E402
-from jobs.flink_env import create_environments  # noqa: E402
-from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
+from jobs.flink_env import job_environments  # noqa: E402
+from jobs.jvm_bridge import insert_streams, java_class, java_stream  # noqa: E402
 from segstream.config import load_settings  # noqa: E402
-from segstream.jvm import require  # noqa: E402
 
 JOB_NAME = "segstream-floor"
 FLOOR = "io.segstream.flink.bench.FloorPipeline"
@@ -37,14 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = load_settings(args.config)
-    jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
-    env, t_env = create_environments(settings, jars)
+    env, t_env = job_environments(settings)
     kafka_tables.create_tables(t_env, settings, args.bounded or settings.bounded)
     events = kafka_tables.record_stream(t_env, "events_source")
     counts = java_class(FLOOR).build(java_stream(events))
-    statements = t_env.create_statement_set()
-    statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(counts)))
-    statements.attach_as_datastream()
+    insert_streams(t_env, {"evaluations_sink": counts})
     env.execute(JOB_NAME)
 
 

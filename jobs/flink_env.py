@@ -13,6 +13,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
 from segstream.config import Settings
+from segstream.jvm import require
 
 
 def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | None = None) -> Configuration:
@@ -83,3 +84,10 @@ def job_arguments(description: str, argv: list[str] | None = None) -> argparse.N
     parser.add_argument("--savepoint", help="start from this savepoint or retained checkpoint")
     parser.add_argument("--config", help="YAML configuration (default conf/segstream.yaml)")
     return parser.parse_args(argv)
+
+
+def job_environments(settings: Settings, savepoint: str | None = None
+                     ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    """create_environments with the job jar (segstream's operators and the Kafka connector, jvm/job,
+    built by scripts/setup.sh) as the only entry of pipeline.jars."""
+    return create_environments(settings, [require(settings.path(settings.flink.job_jar), "the job jar")], savepoint)

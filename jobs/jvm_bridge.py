@@ -11,6 +11,7 @@ from __future__ import annotations
 from py4j.java_gateway import JavaClass, JavaObject
 from pyflink.datastream import DataStream
 from pyflink.java_gateway import get_gateway
+from pyflink.table import StreamTableEnvironment
 
 
 def java_class(name: str) -> JavaClass:
@@ -38,3 +39,12 @@ def python_stream(j_stream: JavaObject) -> DataStream:
     """A Java DataStream as a PyFlink DataStream (public constructor), e.g. for
     `StreamTableEnvironment.from_data_stream`."""
     return DataStream(j_stream)
+
+
+def insert_streams(t_env: StreamTableEnvironment, streams: dict[str, JavaObject]) -> None:
+    """Write each Java DataStream into its sink table (name -> stream), in one statement set that
+    is part of the job (public API only)."""
+    statements = t_env.create_statement_set()
+    for table, j_stream in streams.items():
+        statements.add_insert(table, t_env.from_data_stream(python_stream(j_stream)))
+    statements.attach_as_datastream()

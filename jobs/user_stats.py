@@ -36,10 +36,9 @@ from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
 from jobs import kafka_tables  # noqa: E402
-from jobs.flink_env import create_environments, job_arguments  # noqa: E402
-from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
+from jobs.flink_env import job_arguments, job_environments  # noqa: E402
+from jobs.jvm_bridge import insert_streams, java_class, java_stream  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
-from segstream.jvm import require  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
 PIPELINE = "io.segstream.flink.Pipeline"
@@ -88,11 +87,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,
                              "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 
-    statements = t_env.create_statement_set()
-    statements.add_insert("evaluations_sink", t_env.from_data_stream(python_stream(pipeline.evaluations())))
-    statements.add_insert("expirations_sink", t_env.from_data_stream(python_stream(pipeline.expirations())))
-    statements.add_insert("dead_letters_sink", t_env.from_data_stream(python_stream(pipeline.deadLetters())))
-    statements.attach_as_datastream()
+    insert_streams(t_env, {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
+                           "dead_letters_sink": pipeline.deadLetters()})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,9 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings(args.config)
     bounded = args.bounded or settings.bounded
-    # The operators and the Kafka connector (jvm/job), built by scripts/setup.sh.
-    jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
-    env, t_env = create_environments(settings, jars, args.savepoint)
+    env, t_env = job_environments(settings, args.savepoint)
     build(env, t_env, settings, bounded)
     env.execute(JOB_NAME)
 

@@ -26,10 +26,9 @@ from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
 from jobs import kafka_tables  # noqa: E402
-from jobs.flink_env import create_environments, job_arguments  # noqa: E402
-from jobs.jvm_bridge import java_class, java_stream, python_stream  # noqa: E402
+from jobs.flink_env import job_arguments, job_environments  # noqa: E402
+from jobs.jvm_bridge import insert_streams, java_class, java_stream  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
-from segstream.jvm import require  # noqa: E402
 from segstream.windows import definitions, definitions_json  # noqa: E402
 
 JOB_NAME = "segstream-windows"
@@ -44,11 +43,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     # The definitions are checked here, on the client (pydantic, then WindowSpec.parseAll).
     pipeline = java_class(PIPELINE).build(java_stream(events), definitions_json(definitions(settings)))
 
-    statements = t_env.create_statement_set()
-    statements.add_insert("aggregates_sink", t_env.from_data_stream(python_stream(pipeline.aggregates())))
-    statements.add_insert("alerts_sink", t_env.from_data_stream(python_stream(pipeline.alerts())))
-    statements.add_insert("late_events_sink", t_env.from_data_stream(python_stream(pipeline.lateEvents())))
-    statements.attach_as_datastream()
+    insert_streams(t_env, {"aggregates_sink": pipeline.aggregates(), "alerts_sink": pipeline.alerts(),
+                           "late_events_sink": pipeline.lateEvents()})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,8 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.flink.parallelism = settings.windows.parallelism
     settings.flink.state_backend = settings.windows.state_backend
     bounded = args.bounded or settings.bounded
-    jars = [require(settings.path(settings.flink.job_jar), "the job jar")]
-    env, t_env = create_environments(settings, jars, args.savepoint)
+    env, t_env = job_environments(settings, args.savepoint)
     build(env, t_env, settings, bounded)
     env.execute(JOB_NAME)
 
