@@ -402,6 +402,8 @@ def test_k8s_job_settings_agree_with_the_flink_deployment(monkeypatch, tmp_path)
     # The job sets its parallelism from segstream's config (jobs/flink_env.py): it must be the
     # operator's, or a rescale through spec.job.parallelism would not rescale the job.
     assert settings.flink.parallelism == spec["job"]["parallelism"]
+    (configmap_text,) = configmap_files().values()
+    assert yaml.safe_load(configmap_text)["flink"]["parallelism"] == spec["job"]["parallelism"]
     assert settings.bigtable.emulator_host == "", "production reads Cloud Bigtable, not an emulator"
     mounts = {m["mountPath"]: m for owner, c in k8s_containers() for m in c.get("volumeMounts", [])}
     for directory in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir",
