@@ -40,7 +40,9 @@ RUN set -eux; \
     wget -nv "https://www.python.org/ftp/python/${PYTHON_VERSION}/Python-${PYTHON_VERSION}.tar.xz"; \
     wget -nv "https://www.python.org/ftp/python/${PYTHON_VERSION}/Python-${PYTHON_VERSION}.tar.xz.asc"; \
     export GNUPGHOME="$(mktemp -d)"; \
-    gpg --batch --keyserver hkps://keys.openpgp.org --recv-keys "$PYTHON_GPG_KEY"; \
+    for server in hkps://keyserver.ubuntu.com hkps://keys.openpgp.org hkp://keyserver.ubuntu.com:80; do \
+      gpg --batch --keyserver "$server" --recv-keys "$PYTHON_GPG_KEY" && break || :; \
+    done; \
     gpg --batch --verify "Python-${PYTHON_VERSION}.tar.xz.asc" "Python-${PYTHON_VERSION}.tar.xz"; \
     gpgconf --kill all; rm -rf "$GNUPGHOME"; \
     tar -xf "Python-${PYTHON_VERSION}.tar.xz"; \
