@@ -313,6 +313,16 @@ def flink_properties(environment: dict[str, str]) -> dict[str, str]:
     return props
 
 
+def test_flink_properties_survive_the_image_entrypoint():
+    """The official image's entrypoint deletes every blank of a FLINK_PROPERTIES line: a value with a
+    blank inside (two JVM flags, say) would reach Flink glued together."""
+    (text,) = {env["FLINK_PROPERTIES"] for env in compose_environments().values() if "FLINK_PROPERTIES" in env}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        assert sep and key.strip() and value.strip(), f"not a `key: value` line: {line!r}"
+        assert not re.search(r"\s", value.strip()), f"{key}: a blank inside the value is deleted: {value!r}"
+
+
 def test_compose_job_settings_agree_with_the_flink_cluster(monkeypatch, tmp_path):
     for name in ("jobmanager", "taskmanager", "submit"):
         environment = compose_environments()[name]
