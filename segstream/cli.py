@@ -75,6 +75,19 @@ def stack_status():
         console.print(f"{name:18} {'running, pid ' + str(pid) if pid else 'stopped'}")
 
 
+@stack_app.command("provision")
+@one_line_errors
+def stack_provision():
+    """Create the topics and Bigtable tables on clusters started elsewhere (docker compose, Kubernetes)."""
+    from segstream.stack import provision
+
+    s = settings()
+    provision(s)
+    console.print(f"topics on {s.kafka.bootstrap_servers}"
+                  + (f", tables in {s.bigtable.project}/{s.bigtable.instance}" if s.bigtable.enabled else "")
+                  + ": present")
+
+
 @app.command()
 @one_line_errors
 def produce(

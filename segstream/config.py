@@ -44,6 +44,9 @@ class KafkaConfig(BaseModel):
     # backfill of older history would be deleted within minutes. -1 keeps everything (the local
     # stack's default); in production set a policy longer than the oldest event time you accept.
     topic_retention_ms: int = -1
+    # Replicas of each topic segstream creates (`stack up`, `stack provision`): 1 for the one-node
+    # local broker and docker compose; 3 on a production cluster (docker/k8s/configmap.yaml).
+    topic_replication_factor: int = 1
     group_id: str = "segstream"
     # Where a job without a checkpoint starts: earliest-offset | group-offsets | latest-offset
     startup_mode: Literal["earliest-offset", "group-offsets", "latest-offset"] = "earliest-offset"

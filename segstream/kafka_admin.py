@@ -27,14 +27,14 @@ def topic_configs(settings: Settings) -> dict[str, str]:
 
 
 def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0,
-                  configs: dict[str, str] | None = None) -> None:
+                  configs: dict[str, str] | None = None, replication_factor: int = 1) -> None:
     """Create the topics of `plan` that do not exist yet (existing ones are left as they are)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise StackError(f"Kafka at {bootstrap} is unreachable: {exc}") from None
-    wanted = [NewTopic(name, partitions, 1, config=configs or {})
+    wanted = [NewTopic(name, partitions, replication_factor, config=configs or {})
               for name, partitions in plan.items() if name not in existing]
     for name, future in (admin.create_topics(wanted) if wanted else {}).items():
         try:

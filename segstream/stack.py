@@ -19,6 +19,27 @@ from segstream.kafka_broker import BrokerOptions, KafkaBroker
 from segstream.processes import Service
 
 
+def provision_topics(settings: Settings) -> None:
+    """Create segstream's topics that do not exist yet on the configured Kafka cluster."""
+    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings), configs=topic_configs(settings),
+                  replication_factor=settings.kafka.topic_replication_factor)
+
+
+def provision_tables(settings: Settings) -> None:
+    """Create the Bigtable tables (and column families) that do not exist yet."""
+    from sinks.bigtable.schema import ensure_tables
+
+    ensure_tables(settings.bigtable)
+
+
+def provision(settings: Settings) -> None:
+    """Topics and tables on clusters segstream does not start itself (docker compose, Kubernetes):
+    what `stack up` does after starting the local broker and emulator. Idempotent."""
+    provision_topics(settings)
+    if settings.bigtable.enabled:
+        provision_tables(settings)
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -47,13 +68,10 @@ class Stack:
         if self.settings.path(self.settings.stack.kafka_lib_dir) == jvm.KAFKA_LIB_DIR.resolve():
             jvm.build()  # provisioning: a no-op when jvm/ is built and unchanged
         self.kafka.start(durable)
-        ensure_topics(self.settings.kafka.bootstrap_servers, topic_plan(self.settings),
-                      configs=topic_configs(self.settings))
+        provision_topics(self.settings)
         if self.settings.bigtable.enabled:
             self._start_emulator()
-            from sinks.bigtable.schema import ensure_tables
-
-            ensure_tables(self.settings.bigtable)
+            provision_tables(self.settings)
 
     def down(self) -> list[str]:
         stopped = []

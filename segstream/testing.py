@@ -121,7 +121,7 @@ class LocalStack:
 def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) -> Settings:
     """`base` with its own topics, Bigtable tables and checkpoint directory, written to `out`;
     the topics and tables are created."""
-    from segstream.kafka_admin import ensure_topics, topic_configs, topic_plan
+    from segstream.stack import provision
 
     data = yaml.safe_load(base.read_text())
     data["kafka"]["topics"] = {k: f"{prefix}-{v}" for k, v in load_settings(base).kafka.topics.model_dump().items()}
@@ -129,11 +129,7 @@ def isolated_config(base: Path, out: Path, prefix: str, checkpoint_dir: Path) ->
     data.setdefault("bigtable", {})["events_table"] = f"{prefix}-events"
     data["bigtable"]["profiles_table"] = f"{prefix}-profiles"
     settings = write_config(out, data)
-    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings), configs=topic_configs(settings))
-    if settings.bigtable.enabled:
-        from sinks.bigtable.schema import ensure_tables
-
-        ensure_tables(settings.bigtable)
+    provision(settings)
     return settings
 
 
