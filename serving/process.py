@@ -95,7 +95,8 @@ class FrontProcess:
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM: uvicorn stops accepting, finishes the requests in flight, then the front flushes
-        its producer and exits."""
+        its producer and exits. The exit code is -15 all the same: after its graceful shutdown
+        uvicorn raises the signal it caught again (its log ends "Application shutdown complete")."""
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)
         return self.popen.wait(timeout)
