@@ -72,6 +72,8 @@
     return name === "page_view" ? segstream.pageView(values) : segstream.track(name, values);
   }
 
+  // Enter in a field would submit the form: a reload that loses the answers shown.
+  document.getElementById("settings").addEventListener("submit", function (e) { e.preventDefault(); });
   window.addEventListener("segstream:answer", function (e) { show(e.detail); });
   document.querySelectorAll("button[data-path]").forEach(function (button) {
     button.addEventListener("click", function () { send("page_view", button.dataset.path); });
