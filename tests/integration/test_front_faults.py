@@ -80,6 +80,7 @@ def test_kafka_down_is_503_within_the_deadline_and_the_front_recovers(tmp_path: 
             probe = Producer({"bootstrap.servers": stack.bootstrap})
             probe.produce(state.reply_topic, b'{"event_id": "nobody-waits"}', b"nobody-waits")
             assert probe.flush(30) == 0
+            probe.close()
             wait_for(lambda: state.replies_received > received, 60, "the reply consumer to read again", 0.05)
 
         on_topic = [parse_record(m.value).event_id
