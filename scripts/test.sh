@@ -5,6 +5,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
+# The demo page's end-to-end test (tests/integration/test_demo_page.py) drives Debian's Chromium
+# through its chromedriver, headless; installed here, once, when missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium and chromium-driver (Debian packages) for the demo page's browser test" >&2
+  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || { echo "could not install chromium chromium-driver with apt-get" >&2; exit 1; }
+fi
 .venv/bin/ruff check . || { echo "ruff found problems (fix them, or .venv/bin/ruff check --fix .)" >&2; exit 1; }
 .venv/bin/mypy || { echo "mypy found type errors" >&2; exit 1; }
 # JUnit (jvm/), against the local repository setup.sh filled (the first run also fetches the

@@ -174,7 +174,7 @@ def alerts_notify(webhook: list[str] = typer.Option([], help="Webhook URL (repea
 @app.command()
 @one_line_errors
 def demo(events: int = typer.Option(20_000), users: int = typer.Option(1_000)):
-    """Fresh local stack, sample traffic, the job (bounded), and a summary of the results."""
+    """Fresh local stack, sample traffic, the jobs, a summary of the results, and requests through the front."""
     from segstream.demo import run_demo
 
     run_demo(settings(), events, users, console)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -62,17 +61,12 @@ from segstream.errors import StackError
 from segstream.flink_rest import JOB_NAME, FlinkRest
 from segstream.job_process import JOB_SCRIPT, JobProcess
 from segstream.kafka_admin import Message, end_offsets, read_topic, value_of
+from segstream.processes import free_port  # noqa: F401  (tests and benchmarks take it from here)
 from segstream.produce import Record, TrafficSpec, generate, produce_records
 from segstream.stack import Stack
 from segstream.waiting import wait_for  # also for tests and benchmarks: they take their helpers from here
 
 # --- ports ------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- a private stack --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
     GET  /healthz      200 when Kafka answers, else 503
     GET  /metrics      Prometheus text
     GET  /openapi.json the schema
+    GET  /demo, /static/track.js   the demo page and the tracking snippet (serving/demo_page.py)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from operators.catalogue import load_catalogue
 from operators.events import MAX_USER_ID_BYTES, Event
 from operators.rules import validate_rule
 from segstream.config import Settings
+from serving.demo_page import add_demo_routes
 from serving.front import Front, KafkaUnavailable
 from serving.keys import KeyEntry, KeyStore
 from serving.validation import Refused, build_event, decode_batch, event_of
@@ -386,4 +388,5 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         """Prometheus text: requests by status, answered, accepted late, latency histogram."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_demo_routes(app)
     return app

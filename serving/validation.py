@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import TypeVar
 
 import msgspec
 
@@ -34,27 +35,29 @@ class Refused(Exception):
         self.reason = reason
 
 
+T = TypeVar("T")
 _body_decoder = msgspec.json.Decoder(TrackBody)
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def decode_body(raw: bytes) -> TrackBody:
+def _decode(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
     try:
-        return _body_decoder.decode(raw)
+        return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise Refused(400, f"schema: {exc}") from None
     except msgspec.DecodeError as exc:
         raise Refused(400, f"not UTF-8 JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec's error for bad bytes in a string it decodes
+        raise Refused(400, f"not UTF-8 JSON: invalid UTF-8 (byte {exc.start})") from None
+
+
+def decode_body(raw: bytes) -> TrackBody:
+    return _decode(_body_decoder, raw)
 
 
 def decode_batch(raw: bytes, limit: int) -> list[TrackBody]:
     """A JSON array of at most `limit` event bodies; Refused 400 naming the first bad one."""
-    try:
-        items = _batch_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise Refused(400, f"schema: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise Refused(400, f"not UTF-8 JSON: {exc}") from None
+    items = _decode(_batch_decoder, raw)
     if not items:
         raise Refused(400, "the batch is empty")
     if len(items) > limit:
