@@ -119,10 +119,15 @@ class Evaluator:
             user = _decode(blob)
             if user.version != FORMAT_VERSION:
                 raise ValueError(f"user state format {user.version} is not {FORMAT_VERSION}")
-            # A retry: before anything else, so that it changes nothing (not even an expiry).
-            for event_id, _, receipt in user.recent:
-                if event_id == event.event_id:
-                    return Processed(blob, _decode_json(receipt), None, None, True)
+            if self.dedup_events is None:
+                user.recent = []  # de-duplication turned off: forget what an earlier run remembered
+            elif user.recent:
+                # A retry: before anything else, so that it changes nothing (not even an expiry).
+                # The bounds are applied first, so that lowered ones hold at once.
+                self._prune(user)
+                for event_id, _, receipt in user.recent:
+                    if event_id == event.event_id:
+                        return Processed(blob, _decode_json(receipt), None, None, True)
             if self.expire_after is not None and (
                     user.expired or (user.max_ts is not None and ts > user.max_ts + self.expire_after)):
                 if not user.expired:  # no timer got there first: report it now
@@ -173,9 +178,13 @@ class Evaluator:
 
     def _remember(self, user: UserState, event_id: str, receipt: bytes) -> None:
         """Keep this event's receipt; forget the oldest beyond `dedup_events` or the horizon."""
-        assert user.max_ts is not None and self.dedup_events is not None  # an event was just processed
+        assert user.max_ts is not None  # an event was just processed
+        user.recent.append((event_id, user.max_ts, receipt))
+        self._prune(user)
+
+    def _prune(self, user: UserState) -> None:
+        assert user.max_ts is not None and self.dedup_events is not None  # only remembered after an event
         recent = user.recent
-        recent.append((event_id, user.max_ts, receipt))
         drop = max(0, len(recent) - self.dedup_events)
         horizon = self.dedup_horizon
         if horizon is not None:

@@ -137,6 +137,18 @@ def test_without_dedup_events_a_repeated_event_id_is_a_new_event():
     assert msgspec.msgpack.decode(again.blob)[-1] == [], "nothing remembered"
 
 
+def test_lowered_bounds_hold_at_once_and_turned_off_nothing_is_remembered():
+    blob = None
+    for i in range(N):
+        blob, *_ = evaluator_for(**DEDUP).process(blob, Event(f"e{i}", "u", i, "a", {}, "t"))
+    assert evaluator_for(**DEDUP).process(blob, Event("e0", "u", 0, "a", {}, "t")).duplicate
+    assert not evaluator_for(dedup_events=2).process(blob, Event("e1", "u", 0, "a", {}, "t")).duplicate
+    assert evaluator_for(dedup_events=2).process(blob, Event("e2", "u", 0, "a", {}, "t")).duplicate
+    off = evaluator_for().process(blob, Event("e3", "u", 0, "a", {}, "t"))
+    assert not off.duplicate and off.evaluation["seq"] == N + 1
+    assert msgspec.msgpack.decode(off.blob)[-1] == []
+
+
 def test_an_expired_user_remembers_no_event_id():
     catalogue = parse_catalogue({"stats": STATS, "expire_after": "1m", **DEDUP})
     evaluator = Evaluator(catalogue, RuleSet(catalogue))

@@ -95,10 +95,16 @@ public final class Evaluator {
       migrated = false;
     } else {
       user = UserState.decode(blob);
-      // A retry: before anything else, so that it changes nothing (not even an expiry).
-      for (UserState.Recent r : user.recent) {
-        if (r.eventId().equals(event.eventId())) {
-          return new Processed(blob, null, null, null, new String(r.receipt(), StandardCharsets.UTF_8), true);
+      if (dedupEvents == null) {
+        user.recent.clear();  // de-duplication turned off: forget what an earlier run remembered
+      } else if (!user.recent.isEmpty()) {
+        // A retry: before anything else, so that it changes nothing (not even an expiry).
+        // The bounds are applied first, so that lowered ones hold at once.
+        prune(user);
+        for (UserState.Recent r : user.recent) {
+          if (r.eventId().equals(event.eventId())) {
+            return new Processed(blob, null, null, null, new String(r.receipt(), StandardCharsets.UTF_8), true);
+          }
         }
       }
       if (expireAfter != null
@@ -164,9 +170,13 @@ public final class Evaluator {
 
   /** Keep this event's receipt; forget the oldest beyond dedup_events or the horizon. */
   private void remember(UserState user, String eventId, String json) {
+    user.recent.add(new UserState.Recent(eventId, user.maxTs, json.getBytes(StandardCharsets.UTF_8)));
+    prune(user);
+  }
+
+  private void prune(UserState user) {
     List<UserState.Recent> recent = user.recent;
     long maxTs = user.maxTs;
-    recent.add(new UserState.Recent(eventId, maxTs, json.getBytes(StandardCharsets.UTF_8)));
     int drop = Math.max(0, recent.size() - dedupEvents);
     if (dedupHorizon != null) {
       // Stamps never decrease (each is the greatest ts so far), so the stale ones come first.

@@ -100,6 +100,21 @@ class DedupTest {
   }
 
   @Test
+  void loweredBoundsHoldAtOnceAndTurnedOffNothingIsRemembered() throws Exception {
+    Evaluator four = evaluator(", \"dedup_events\": 4");
+    byte[] state = null;
+    for (int i = 0; i < 4; i++) state = four.process(state, parse("e" + i, i, "{}")).state();
+    assertTrue(four.process(state, parse("e0", 0, "{}")).duplicate());
+    Evaluator two = evaluator(", \"dedup_events\": 2");
+    assertFalse(two.process(state, parse("e1", 0, "{}")).duplicate());
+    assertTrue(two.process(state, parse("e2", 0, "{}")).duplicate());
+    Evaluator.Processed off = evaluator("").process(state, parse("e3", 0, "{}"));
+    assertFalse(off.duplicate());
+    assertEquals(5L, off.evaluation().get("seq"));
+    assertEquals(UserState.FORMAT_VERSION, off.state()[0], "nothing remembered: format 1 again");
+  }
+
+  @Test
   void anExpiredUserRemembersNothing() throws Exception {
     Evaluator e = evaluator(", \"dedup_events\": 4");
     Evaluator.Processed p = e.process(null, parse("e1", 1000, "{}"));
