@@ -113,7 +113,6 @@ public final class Catalogue {
   public static Catalogue parse(JsonNode root) {
     List<String> problems = new ArrayList<>();
     List<Stat> stats = new ArrayList<>();
-    Long expireAfter = null;
     boolean statsOk = true;
     if (root == null || !root.isObject()) {
       throw new CatalogueException("invalid stat catalogue:\ncatalogue: Input should be a valid dictionary or instance of Catalogue");
@@ -143,14 +142,7 @@ public final class Catalogue {
         }
       }
     }
-    JsonNode expire = root.get("expire_after");
-    if (expire != null && !expire.isNull()) {
-      try {
-        expireAfter = parseDuration(expire);
-      } catch (IllegalArgumentException e) {
-        problems.add("expire_after: " + e.getMessage());
-      }
-    }
+    Long expireAfter = optionalDuration(root, "expire_after", problems);
     Integer dedupEvents = null;
     JsonNode events = root.get("dedup_events");
     if (events != null && !events.isNull()) {
@@ -165,15 +157,7 @@ public final class Catalogue {
         dedupEvents = events.intValue();
       }
     }
-    Long dedupHorizon = null;
-    JsonNode horizon = root.get("dedup_horizon");
-    if (horizon != null && !horizon.isNull()) {
-      try {
-        dedupHorizon = parseDuration(horizon);
-      } catch (IllegalArgumentException e) {
-        problems.add("dedup_horizon: " + e.getMessage());
-      }
-    }
+    Long dedupHorizon = optionalDuration(root, "dedup_horizon", problems);
     Iterator<String> keys = root.fieldNames();
     while (keys.hasNext()) {
       String k = keys.next();
@@ -191,6 +175,18 @@ public final class Catalogue {
     }
     if (!problems.isEmpty()) throw new CatalogueException("invalid stat catalogue:\n" + String.join("\n", problems));
     return new Catalogue(stats, expireAfter, dedupEvents, dedupHorizon);
+  }
+
+  /** A top-level duration: null when absent or null; a problem added when invalid. */
+  private static Long optionalDuration(JsonNode root, String key, List<String> problems) {
+    JsonNode node = root.get(key);
+    if (node == null || node.isNull()) return null;
+    try {
+      return parseDuration(node);
+    } catch (IllegalArgumentException e) {
+      problems.add(key + ": " + e.getMessage());
+      return null;
+    }
   }
 
   private static Stat stat(JsonNode item, String where, List<String> problems) {
