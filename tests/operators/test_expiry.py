@@ -140,7 +140,7 @@ def test_without_expire_after_nothing_expires_and_no_timer_is_asked_for():
 def test_a_blob_written_before_expiry_existed_still_reads():
     evaluator = Evaluator(CATALOGUE, RuleSet(CATALOGUE))
     blob, *_ = evaluator.process(None, Event("e1", "u", 1_000, "a", {"x": 1}, "t"))
-    old_layout = msgspec.msgpack.encode(msgspec.msgpack.decode(blob)[:-1])  # without the trailing `expired`
+    old_layout = msgspec.msgpack.encode(msgspec.msgpack.decode(blob)[:-2])  # without the trailing `expired`, `recent`
     _, evaluation, _, _, _ = evaluator.process(old_layout, Event("e2", "u", 1_100, "a", {"x": 2}, "t"))
     assert (evaluation["seq"], evaluation["stats"]["sum_x"]) == (2, 3)
 
