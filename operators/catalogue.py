@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 MS_PER_UNIT = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -25,6 +25,8 @@ FINE_RESOLUTION_MS = MS_PER_UNIT["m"]
 COARSE_RESOLUTION_MS = MS_PER_UNIT["h"]
 # Bounds the per-user memory of one windowed stat (one bucket per resolution step).
 MAX_BUCKETS = 10_000
+# Bounds the receipts a user's state keeps for de-duplication (docs/semantics.md, "Retries").
+MAX_DEDUP_EVENTS = 1_000
 
 Agg = Literal[
     "count", "sum", "avg", "min", "max", "first", "last", "distinct", "first_seen", "last_seen", "sessions"
@@ -145,8 +147,14 @@ class Catalogue(BaseModel):
     # A user whose newest event is older than this (event time) expires: their state is reset and
     # the expiry reported on the expirations topic (docs/semantics.md, "Expiry"). None: never.
     expire_after: int | None = None
+    # De-duplication by event_id (docs/semantics.md, "Retries"): each user remembers the event_id and
+    # the receipt of their last `dedup_events` events, and forgets one once the user's greatest ts
+    # has moved more than `dedup_horizon` past the greatest ts when it was processed. None: no
+    # de-duplication; no horizon: only the count bounds it.
+    dedup_events: int | None = Field(default=None, ge=1, le=MAX_DEDUP_EVENTS)
+    dedup_horizon: int | None = None
 
-    @field_validator("expire_after", mode="before")
+    @field_validator("expire_after", "dedup_horizon", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return None if value is None else parse_duration(value)  # type: ignore[arg-type]
@@ -158,6 +166,8 @@ class Catalogue(BaseModel):
             if stat.name in seen:
                 raise ValueError(f"duplicate stat name {stat.name!r}")
             seen.add(stat.name)
+        if self.dedup_horizon is not None and self.dedup_events is None:
+            raise ValueError("dedup_horizon needs dedup_events")
         return self
 
     @property

@@ -40,6 +40,10 @@ class UserState(msgspec.Struct, array_like=True):
     # The user expired (Evaluator.expire) and only `seq` is kept. A trailing field with a default:
     # blobs written before it existed still decode, so FORMAT_VERSION stays 1.
     expired: bool = False
+    # De-duplication (catalogue dedup_events): the user's last events, oldest first, as
+    # (event_id, greatest ts when it was processed, its evaluation as JSON: the receipt a retry gets).
+    # Trailing with a default, as `expired`: blobs written before it decode with none remembered.
+    recent: list[tuple[str, int, bytes]] = msgspec.field(default_factory=list)
 
 
 class Processed(NamedTuple):
@@ -49,6 +53,9 @@ class Processed(NamedTuple):
     expiry: dict | None
     # When to check the user for expiry (event time, ms), if that moved; None: nothing to register.
     timer: int | None
+    # The event's event_id was seen recently (catalogue dedup_events): nothing changed (`blob` is the
+    # state given), and `evaluation` is the first one's, as it was then (docs/semantics.md, "Retries").
+    duplicate: bool = False
 
 
 # Expiry timers are rounded up to 1/64 of `expire_after`, so that a busy user registers a new
@@ -62,6 +69,8 @@ def _pack_fps(fps: list[int]) -> bytes:
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(UserState).decode
+_encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder().decode
 _value = itemgetter(0)
 
 
@@ -71,6 +80,8 @@ class Evaluator:
             raise ValueError("the rule set was validated against a different catalogue")
         self.rules = rules
         self.expire_after = catalogue.expire_after
+        self.dedup_events = catalogue.dedup_events
+        self.dedup_horizon = catalogue.dedup_horizon
         self._timer_resolution = max(1, (catalogue.expire_after or 0) // TIMER_SLOTS)
         self._names = catalogue.names
         self._aggs = [aggregation(spec) for spec in catalogue.stats]
@@ -94,7 +105,8 @@ class Evaluator:
                 windows.setdefault(agg.resolution, []).append((i, agg.advance))
         self._windows = tuple((resolution, tuple(advances)) for resolution, advances in windows.items())
 
-    def process(self, blob: bytes | None, event: Event) -> Processed:
+    def process(self, blob: bytes | None, event: Event, extra: dict | None = None) -> Processed:
+        """`extra`: fields appended to the evaluation (the job's `rules_version`), kept in its receipt."""
         ts = event.ts
         if not INT64_MIN <= ts <= INT64_MAX:
             raise ValueError(f"event ts {ts} is outside the 64-bit range")
@@ -107,6 +119,15 @@ class Evaluator:
             user = _decode(blob)
             if user.version != FORMAT_VERSION:
                 raise ValueError(f"user state format {user.version} is not {FORMAT_VERSION}")
+            if self.dedup_events is None:
+                user.recent = []  # de-duplication turned off: forget what an earlier run remembered
+            elif user.recent:
+                # A retry: before anything else, so that it changes nothing (not even an expiry).
+                # The bounds are applied first, so that lowered ones hold at once.
+                self._prune(user)
+                for event_id, _, receipt in user.recent:
+                    if event_id == event.event_id:
+                        return Processed(blob, _decode_json(receipt), None, None, True)
             if self.expire_after is not None and (
                     user.expired or (user.max_ts is not None and ts > user.max_ts + self.expire_after)):
                 if not user.expired:  # no timer got there first: report it now
@@ -138,7 +159,7 @@ class Evaluator:
         stats = dict(zip(self._names, map(_value, states), strict=True))
         segments, entered, exited = self._evaluate_rules(user, event, stats, changed, migrated)
         deadline = self._timer(user.max_ts)
-        return Processed(_encode(user), {
+        evaluation = {
             "event_id": event.event_id,
             "tenant": event.tenant,
             "user_id": event.user_id,
@@ -148,7 +169,30 @@ class Evaluator:
             "segments": segments,
             "entered": entered,
             "exited": exited,
-        }, expiry, deadline if deadline != deadline_before else None)
+        }
+        if extra:
+            evaluation.update(extra)
+        if self.dedup_events is not None:
+            self._remember(user, event.event_id, _encode_json(evaluation))
+        return Processed(_encode(user), evaluation, expiry, deadline if deadline != deadline_before else None)
+
+    def _remember(self, user: UserState, event_id: str, receipt: bytes) -> None:
+        """Keep this event's receipt; forget the oldest beyond `dedup_events` or the horizon."""
+        assert user.max_ts is not None  # an event was just processed
+        user.recent.append((event_id, user.max_ts, receipt))
+        self._prune(user)
+
+    def _prune(self, user: UserState) -> None:
+        assert user.max_ts is not None and self.dedup_events is not None  # only remembered after an event
+        recent = user.recent
+        drop = max(0, len(recent) - self.dedup_events)
+        horizon = self.dedup_horizon
+        if horizon is not None:
+            # Stamps never decrease (each is the greatest ts so far), so the stale ones come first.
+            while drop < len(recent) and user.max_ts - recent[drop][1] > horizon:
+                drop += 1
+        if drop:
+            del recent[:drop]
 
     def expire(self, blob: bytes, now: int, tenant: str, user_id: str) -> tuple[bytes, dict] | None:
         """An expiry timer at event time `now`: if the user is due, (tombstone blob, expiry record)."""
@@ -225,3 +269,4 @@ def _forget(user: UserState, expired: bool) -> None:
     user.max_ts, user.stat_fps, user.stats, user.segments = None, b"", [], []
     user.segment_mask = user.error_mask = user.rules_fp = 0
     user.expired = expired
+    user.recent = []  # an expired user remembers no event_ids: a retry after that is a new event

@@ -10,6 +10,7 @@ the JVM engine (`jvm/engine`, io.segstream.engine.Replay) runs as `java -jar seg
          {"rule_change": {"key": "...", "value": "rule json" or null}}
          {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
     out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
+         {"duplicate": {...}}                  a retried event_id: the receipt it is answered with
 
 Per-user state is keyed by (tenant, user_id). `rules_version` is not part of an evaluation here:
 it counts rules-topic records as they interleave with events in the job, a property of the job,
@@ -80,7 +81,7 @@ def python_replay(lines: Iterable[str]) -> list[str]:
             states[key] = result.blob
             if result.expiry is not None:
                 out.append(_line("expiry", result.expiry))
-            out.append(_line("evaluation", result.evaluation))
+            out.append(_line("duplicate" if result.duplicate else "evaluation", result.evaluation))
         elif "rule_change" in cmd:
             change = cmd["rule_change"]
             engine()

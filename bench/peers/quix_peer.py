@@ -111,11 +111,11 @@ def build(args: argparse.Namespace, on_message_processed: Callable[[str, int, in
             return [DeadLetter(dead_letter(value, str(exc), args.input, ctx.partition, ctx.offset))]
         # State is scoped by the message key; inside it, by the job's key (tenant, user_id).
         user = f"{event.tenant}\x00{event.user_id}".encode()
-        result = process(state.get(user), event)
+        result = process(state.get(user), event, {"rules_version": rules_version})
+        if result.duplicate:  # a retry: evaluated once already, and the peer has no reply path
+            return []
         state.set(user, result.blob)
-        evaluation = result.evaluation
-        evaluation["rules_version"] = rules_version
-        out = [_encoder.encode(evaluation)]
+        out = [_encoder.encode(result.evaluation)]
         if result.expiry is not None:
             out.insert(0, Expiry(_encoder.encode(result.expiry)))
         return out

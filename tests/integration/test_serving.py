@@ -2,8 +2,9 @@
 request answered 200 carries the very evaluation the job wrote to `evaluations` for that event_id;
 two fronts side by side each get exactly their own answers on their own reply topics; a batch is
 answered in order; a rule published with a tenant's key applies to that tenant only; profile and
-history reads see only the key's tenant; an answer for a reply topic that does not exist is dropped
-without stalling the job; refused requests (401, 403,
+history reads see only the key's tenant; a retried event_id (through either front) gets the same
+receipt and is counted once (one evaluation, one Bigtable row); an answer for a reply topic that
+does not exist is dropped without stalling the job; refused requests (401, 403,
 400, 413) put nothing on `events`."""
 
 from __future__ import annotations
@@ -124,6 +125,25 @@ def test_fronts_get_exactly_their_own_answers_equal_to_the_evaluations(job_confi
             assert answered["e2"]["seq"] == evaluations["e2"]["seq"] >= 1
             assert "segstream_serving_answered_total" in a.get("/metrics").text
 
+            # Retries are safe: the same event_id again, through the same front and the other one
+            # (no ts: each request gets the front's clock), is answered with the first receipt and
+            # changes nothing; the user's next event is their second.
+            purchase = {"event_id": "retry-1", "user_id": "ru", "name": "purchase", "values": {"amount": 10.0}}
+            status, original = track("a", key_acme, purchase)
+            assert status == 200 and original["seq"] == 1 and original["stats"]["purchases"] == 1, original
+            assert [track(name, key_acme, {**purchase, "values": {"amount": 99.0}}) for name in ("a", "b")] \
+                == [(200, original)] * 2
+            following = track("a", key_acme, {"event_id": "retry-2", "user_id": "ru", "name": "view"})[1]
+            assert (following["seq"], following["stats"]["events_total"], following["stats"]["total_spent"]) \
+                == (2, 2, 10.0), following
+
+            def evaluated(user: str) -> list[str]:
+                return [e["event_id"] for e in (msgspec.json.decode(m.value) for m in read_topic(
+                    bootstrap, topics.evaluations, committed_only=False)) if e["user_id"] == user]
+
+            retried = wait_for(lambda: "retry-2" in (ids := evaluated("ru")) and ids, 120, "ru's evaluations", 0.5)
+            assert retried == ["retry-1", "retry-2"], "one evaluation per event, none for the retries"
+
             # Reads from Bigtable, for the key's tenant only; not read-your-writes, so waited for.
             profile = wait_for(lambda: (r := b.get("/v1/users/bu0/profile", headers=auth(key_globex))).status_code
                                == 200 and r.json(), 120, "bu0's profile in Bigtable", 0.5)
@@ -131,6 +151,9 @@ def test_fronts_get_exactly_their_own_answers_equal_to_the_evaluations(job_confi
             assert profile["segments"] == answered["b0"]["segments"]
             history = b.get("/v1/users/bu0/events?limit=5", headers=auth(key_globex)).json()["events"]
             assert [e["event_id"] for e in history] == ["b0"]
+            history = wait_for(lambda: (r := a.get("/v1/users/ru/events", headers=auth(key_acme)).json()["events"])
+                               and r[0]["event_id"] == "retry-2" and r, 120, "ru's history in Bigtable", 0.5)
+            assert [e["event_id"] for e in history] == ["retry-2", "retry-1"], "one row for the event and its retries"
             assert a.get("/v1/users/bu0/profile", headers=auth(key_acme)).status_code == 404
             assert a.get("/v1/users/bu0/events", headers=auth(key_acme)).json() == {"events": []}
 

@@ -153,7 +153,7 @@ def test_engine_matches_reference_on_every_prefix(ops):
         event = Event(event_id=str(len(history[user])), user_id=user, ts=clock, name=name, values=values, tenant=tenant)
         history[user].append(event)
         errors_before = rules.error_count
-        blobs[user], evaluation, _, _ = evaluator.process(blobs[user], event)
+        blobs[user], evaluation, _, _, _ = evaluator.process(blobs[user], event)
 
         expected_stats = reference.stat_values(CATALOGUE.stats, history[user])
         assert_same_stats(evaluation["stats"], expected_stats)
@@ -191,7 +191,7 @@ def test_distinct_exact_below_the_limit_and_within_bound_above(events):
     for ts, name, k in events:
         event = Event(event_id="e", user_id="u", ts=ts, name=name, values={"k": k})
         history.append(event)
-        blob, evaluation, _, _ = evaluator.process(blob, event)
+        blob, evaluation, _, _, _ = evaluator.process(blob, event)
     assert_same_stats(evaluation["stats"], reference.stat_values(DISTINCT_CATALOGUE.stats, history))
 
 
@@ -205,7 +205,7 @@ def event(ts: int, name: str = "a", tenant: str = "t1", **values) -> Event:
 def run(evaluator: Evaluator, events: list[Event], blob: bytes | None = None) -> tuple[bytes, list[dict]]:
     evaluations = []
     for e in events:
-        blob, evaluation, _, _ = evaluator.process(blob, e)
+        blob, evaluation, _, _, _ = evaluator.process(blob, e)
         evaluations.append(evaluation)
     return blob, evaluations
 

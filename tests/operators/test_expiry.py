@@ -93,7 +93,7 @@ def test_expiry_matches_the_spec(ops):
         if new_life:
             model.life, model.greatest, model.expired, model.segments = [], None, False, []
 
-        blobs[user], evaluation, expiry, timer = evaluator.process(blobs[user], event)
+        blobs[user], evaluation, expiry, timer, _ = evaluator.process(blobs[user], event)
 
         model.life.append(event)
         model.greatest = ts if model.greatest is None else max(model.greatest, ts)
@@ -116,23 +116,23 @@ def test_expiry_matches_the_spec(ops):
 
 def test_a_timer_for_an_old_deadline_does_nothing_after_a_newer_event():
     evaluator = Evaluator(CATALOGUE, RuleSet(CATALOGUE))
-    blob, _, _, first_timer = evaluator.process(None, Event("e1", "u", 1_000, "a", {"x": 1}, "t"))
-    blob, _, _, second_timer = evaluator.process(blob, Event("e2", "u", 1_500, "a", {"x": 1}, "t"))
+    blob, _, _, first_timer, _ = evaluator.process(None, Event("e1", "u", 1_000, "a", {"x": 1}, "t"))
+    blob, _, _, second_timer, _ = evaluator.process(blob, Event("e2", "u", 1_500, "a", {"x": 1}, "t"))
     assert first_timer < second_timer
     assert evaluator.expire(blob, first_timer, "t", "u") is None
     blob, record = evaluator.expire(blob, second_timer, "t", "u")
     assert (record["seq"], record["last_ts"], record["expired_at"]) == (2, 1_500, 2_500)
     assert evaluator.expire(blob, second_timer + 10_000, "t", "u") is None, "reported once"
     assert len(blob) < 20, "an expired user keeps only a tombstone"
-    _, evaluation, expiry, _ = evaluator.process(blob, Event("e3", "u", 9_000, "a", {"x": 5}, "t"))
+    _, evaluation, expiry, _, _ = evaluator.process(blob, Event("e3", "u", 9_000, "a", {"x": 5}, "t"))
     assert expiry is None and evaluation["seq"] == 3 and evaluation["stats"]["n"] == 1
 
 
 def test_without_expire_after_nothing_expires_and_no_timer_is_asked_for():
     catalogue = parse_catalogue({"stats": [{"name": "n", "agg": "count"}]})
     evaluator = Evaluator(catalogue, RuleSet(catalogue))
-    blob, _, expiry, timer = evaluator.process(None, Event("e1", "u", 0, "a", {}, "t"))
-    blob, evaluation, expiry, timer = evaluator.process(blob, Event("e2", "u", 10**12, "a", {}, "t"))
+    blob, _, expiry, timer, _ = evaluator.process(None, Event("e1", "u", 0, "a", {}, "t"))
+    blob, evaluation, expiry, timer, _ = evaluator.process(blob, Event("e2", "u", 10**12, "a", {}, "t"))
     assert (expiry, timer, evaluation["stats"]["n"]) == (None, None, 2)
     assert evaluator.expire(blob, 10**15, "t", "u") is None
 
@@ -140,8 +140,8 @@ def test_without_expire_after_nothing_expires_and_no_timer_is_asked_for():
 def test_a_blob_written_before_expiry_existed_still_reads():
     evaluator = Evaluator(CATALOGUE, RuleSet(CATALOGUE))
     blob, *_ = evaluator.process(None, Event("e1", "u", 1_000, "a", {"x": 1}, "t"))
-    old_layout = msgspec.msgpack.encode(msgspec.msgpack.decode(blob)[:-1])  # without the trailing `expired`
-    _, evaluation, _, _ = evaluator.process(old_layout, Event("e2", "u", 1_100, "a", {"x": 2}, "t"))
+    old_layout = msgspec.msgpack.encode(msgspec.msgpack.decode(blob)[:-2])  # without the trailing `expired`, `recent`
+    _, evaluation, _, _, _ = evaluator.process(old_layout, Event("e2", "u", 1_100, "a", {"x": 2}, "t"))
     assert (evaluation["seq"], evaluation["stats"]["sum_x"]) == (2, 3)
 
 

@@ -2,7 +2,8 @@
 reference) and the JVM engine (jvm/engine) gives byte-identical output lines (segstream/replay.py).
 
 Scripts are generated: hot users in two tenants, late and far-future events (windows slide,
-sessions split, users expire), hostile and edge values (int64 bounds, int/double kinds, -0.0,
+sessions split, users expire), retries (an earlier event_id sent again, with the same or another
+content, within and beyond the de-duplication horizon), hostile and edge values (int64 bounds, int/double kinds, -0.0,
 subnormals, huge doubles, unicode, nested-looking strings), invalid records, expiry timers, rules
 added, changed, deleted and refused mid-stream; plus the project's own traffic generator at
 volume. A difference fails with the first differing line and the script to replay it.
@@ -29,6 +30,8 @@ CATALOGUE = yaml.safe_load((PROJECT_ROOT / "conf" / "stats.yaml").read_text())
 RULES = yaml.safe_load((PROJECT_ROOT / "conf" / "rules.yaml").read_text())["rules"]
 # A short expiry so that generated scripts cross it; the rest of the catalogue as shipped.
 SHORT_EXPIRY = {**CATALOGUE, "expire_after": "6h"}
+# De-duplication that forgets quickly (3 events, 30 minutes), so that retries cross both bounds.
+SHORT_DEDUP = {**SHORT_EXPIRY, "dedup_events": 3, "dedup_horizon": "30m"}
 DAY = 86_400_000
 T0 = 1_790_000_000_000
 
@@ -71,12 +74,23 @@ NAMES = ["page_view", "purchase", "add_to_cart", "identify", "search", "other"]
 
 @st.composite
 def scripts(draw) -> list[str]:
-    catalogue = draw(st.sampled_from([CATALOGUE, SHORT_EXPIRY]))
+    catalogue = draw(st.sampled_from([CATALOGUE, SHORT_EXPIRY, SHORT_DEDUP]))
     lines = [json.dumps({"catalogue": catalogue}), json.dumps({"rules": RULES})]
     users = [("default", "u1"), ("default", "u2"), ("acme", "u1"), ("acme", "x\u0000y")]
     ts = T0
+    sent: list[dict] = []
     for n in range(draw(st.integers(1, 120))):
-        kind = draw(st.sampled_from(["event"] * 12 + ["late", "jump", "invalid", "timer", "rule", "delete"]))
+        kind = draw(st.sampled_from(["event"] * 12 + ["late", "jump", "invalid", "timer", "rule", "delete"]
+                                    + ["retry"] * 3))
+        if kind == "retry" and sent:
+            record = dict(draw(st.sampled_from(sent[-8:])))
+            if draw(st.booleans()):  # another content under the same event_id: the first one still wins
+                record["ts"] = ts
+                record["values"] = {}
+            lines.append(json.dumps({"event": json.dumps(record, ensure_ascii=False)}, ensure_ascii=False))
+            continue
+        if kind == "retry":
+            kind = "event"
         tenant, user = draw(st.sampled_from(users))
         if kind == "rule":
             rule_id = draw(st.sampled_from(["r1", "r2", "high_value_member"]))
@@ -110,6 +124,7 @@ def scripts(draw) -> list[str]:
         record = {"event_id": f"e{n}", "tenant": tenant, "user_id": user, "ts": event_ts,
                   "name": draw(st.sampled_from(NAMES)),
                   "values": draw(st.dictionaries(st.sampled_from(FIELDS), values, max_size=4))}
+        sent.append(record)
         lines.append(json.dumps({"event": json.dumps(record, ensure_ascii=False)}, ensure_ascii=False))
     return lines
 
@@ -130,7 +145,7 @@ def normalised(lines: list[str]) -> list[str]:
     return out
 
 
-def assert_same(script: list[str], where: Path | None = None) -> int:
+def assert_same(script: list[str], where: Path | None = None) -> list[str]:
     python, jvm = normalised(python_replay(script)), normalised(jvm_replay(script))
     if python != jvm:
         first = next((i for i, (a, b) in enumerate(zip(python, jvm, strict=False)) if a != b),
@@ -141,7 +156,7 @@ def assert_same(script: list[str], where: Path | None = None) -> int:
                     f"python: {python[first] if first < len(python) else '<none>'}\n"
                     f"jvm:    {jvm[first] if first < len(jvm) else '<none>'}\n"
                     f"script: {where or '(not saved)'}; replay with segstream.replay")
-    return len(python)
+    return python
 
 
 # No shrinking: each example starts a JVM, and a failure saves its script for replay anyway.
@@ -155,7 +170,8 @@ def test_generated_scripts_give_identical_output(script):
 @pytest.mark.timeout(900)
 def test_the_traffic_generator_at_volume(tmp_path):
     """20,000 records of the project's own traffic (1 % invalid, 3 tenants, out-of-order events)
-    with the shipped catalogue and rules, rules changed twice on the way."""
+    with the shipped catalogue and rules, rules changed twice on the way, and one record in 50 sent
+    again a few records later (a retry)."""
     lines = [json.dumps({"catalogue": CATALOGUE}), json.dumps({"rules": RULES})]
     records = list(generate(TrafficSpec(events=20_000, users=300, tenants=3, invalid_ratio=0.01,
                                         now=T0 + 60 * DAY, seed=7)))
@@ -165,12 +181,14 @@ def test_the_traffic_generator_at_volume(tmp_path):
             lines.append(json.dumps({"rule_change": {"key": "new_spender", "value": json.dumps(rule)}}))
         if i == 12_000:
             lines.append(json.dumps({"rule_change": {"key": "new_visitor", "value": None}}))
-        try:
-            lines.append(json.dumps({"event": record.value.decode("utf-8")}))
-        except UnicodeDecodeError:  # the generator's invalid records include bytes that are not UTF-8
-            lines.append(json.dumps({"event_b64": base64.b64encode(record.value).decode()}))
+        for value in [record.value] + ([records[i - 5].value] if i % 50 == 49 else []):
+            try:
+                lines.append(json.dumps({"event": value.decode("utf-8")}))
+            except UnicodeDecodeError:  # the generator's invalid records include bytes that are not UTF-8
+                lines.append(json.dumps({"event_b64": base64.b64encode(value).decode()}))
     outputs = assert_same(lines, tmp_path / "script.jsonl")
-    assert outputs >= 20_000
+    assert len(outputs) >= 20_000
+    assert sum(line.startswith('{"duplicate":') for line in outputs) >= 300, "the retries were recognised"
 
 
 def test_doubles_print_as_python_prints_them():
@@ -184,4 +202,4 @@ def test_doubles_print_as_python_prints_them():
     lines = [json.dumps({"catalogue": {"stats": [{"name": "x", "agg": "last", "field": "v"}]}})]
     lines += [json.dumps({"event": json.dumps({"event_id": str(i), "user_id": "u", "ts": 1, "name": "n",
                                                "values": {"v": v}})}) for i, v in enumerate(doubles)]
-    assert assert_same(lines) == len(doubles)
+    assert len(assert_same(lines)) == len(doubles)

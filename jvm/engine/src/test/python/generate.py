@@ -226,7 +226,15 @@ def catalogue_corpus() -> list:
              {"stats": [{"name": "a", "agg": "count", "event": ""}]}, {"stats": [{"agg": "count"}]},
              {"stats": [{"name": 3, "agg": "count"}]}, {"stats": "x"}, {}, {"stats": [], "extra": 1},
              {"stats": [], "expire_after": "0d"}, {"stats": [{"name": "a", "agg": "count", "window": " 1h "}]},
-             {"stats": [{"name": "a", "agg": "sessions", "gap": "500ms"}]}]
+             {"stats": [{"name": "a", "agg": "sessions", "gap": "500ms"}]},
+             {"stats": [], "dedup_events": 16, "dedup_horizon": "1h"}, {"stats": [], "dedup_events": 1000},
+             {"stats": [], "dedup_events": None, "dedup_horizon": None}, {"stats": [], "dedup_events": 0},
+             {"stats": [], "dedup_events": 1001}, {"stats": [], "dedup_events": 2**70}, {"stats": [], "dedup_events": "16"},
+             {"stats": [], "dedup_events": True}, {"stats": [], "dedup_events": 16.0}, {"stats": [], "dedup_events": [1]},
+             {"stats": [], "dedup_events": 4, "dedup_horizon": "soon"}, {"stats": [], "dedup_events": 4, "dedup_horizon": 5},
+             {"stats": [], "dedup_horizon": "1h"}, {"stats": [], "dedup_events": None, "dedup_horizon": "1h"},
+             {"stats": [{"name": "a", "agg": "count"}, {"name": "a", "agg": "count"}], "dedup_horizon": "1h"},
+             {"stats": [], "dedup_events": 0, "dedup_horizon": "0s"}]
     return cases
 
 
@@ -265,6 +273,8 @@ def main() -> None:
                 row["names"] = cat.names
                 row["fingerprints"] = [s.fingerprint for s in cat.stats]
                 row["expire_after"] = cat.expire_after
+                row["dedup_events"] = cat.dedup_events
+                row["dedup_horizon"] = cat.dedup_horizon
                 row["specs"] = [s.model_dump() for s in cat.stats]
             except CatalogueError as exc:
                 row["error"] = str(exc)

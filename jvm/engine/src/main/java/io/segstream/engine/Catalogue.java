@@ -34,6 +34,7 @@ public final class Catalogue {
   private static final Set<String> RESERVED = Set.of((
       "true false null in as break const continue else for function if import let loop package "
       + "namespace return var void while event").split(" "));
+  private static final Set<String> TOP_KEYS = Set.of("stats", "expire_after", "dedup_events", "dedup_horizon");
   private static final Set<String> STAT_KEYS = Set.of("name", "agg", "event", "field", "window", "resolution", "gap");
 
   /** One stat after defaults; durations in ms, absent values null. */
@@ -59,13 +60,20 @@ public final class Catalogue {
   private final List<Stat> stats;
   private final List<String> names;
   private final Long expireAfter;
+  private final Integer dedupEvents;
+  private final Long dedupHorizon;
 
-  private Catalogue(List<Stat> stats, Long expireAfter) {
+  /** Bounds the receipts a user's state keeps for de-duplication (operators/catalogue.py MAX_DEDUP_EVENTS). */
+  public static final int MAX_DEDUP_EVENTS = 1_000;
+
+  private Catalogue(List<Stat> stats, Long expireAfter, Integer dedupEvents, Long dedupHorizon) {
     this.stats = List.copyOf(stats);
     List<String> n = new ArrayList<>();
     for (Stat s : stats) n.add(s.name);
     this.names = Collections.unmodifiableList(n);
     this.expireAfter = expireAfter;
+    this.dedupEvents = dedupEvents;
+    this.dedupHorizon = dedupHorizon;
   }
 
   public List<Stat> stats() {
@@ -79,6 +87,16 @@ public final class Catalogue {
   /** ms, or null: never. */
   public Long expireAfter() {
     return expireAfter;
+  }
+
+  /** How many of a user's last event_ids (and receipts) are remembered, or null: no de-duplication. */
+  public Integer dedupEvents() {
+    return dedupEvents;
+  }
+
+  /** ms: an event_id is forgotten once the user's greatest ts moved more than this past it; null: never. */
+  public Long dedupHorizon() {
+    return dedupHorizon;
   }
 
   public static Catalogue parseJson(String json) {
@@ -95,7 +113,6 @@ public final class Catalogue {
   public static Catalogue parse(JsonNode root) {
     List<String> problems = new ArrayList<>();
     List<Stat> stats = new ArrayList<>();
-    Long expireAfter = null;
     boolean statsOk = true;
     if (root == null || !root.isObject()) {
       throw new CatalogueException("invalid stat catalogue:\ncatalogue: Input should be a valid dictionary or instance of Catalogue");
@@ -125,28 +142,51 @@ public final class Catalogue {
         }
       }
     }
-    JsonNode expire = root.get("expire_after");
-    if (expire != null && !expire.isNull()) {
-      try {
-        expireAfter = parseDuration(expire);
-      } catch (IllegalArgumentException e) {
-        problems.add("expire_after: " + e.getMessage());
+    Long expireAfter = optionalDuration(root, "expire_after", problems);
+    Integer dedupEvents = null;
+    JsonNode events = root.get("dedup_events");
+    if (events != null && !events.isNull()) {
+      // pydantic strict int with ge=1, le=MAX_DEDUP_EVENTS: no bool, float or string.
+      if (!events.isIntegralNumber()) {
+        problems.add("dedup_events: Input should be a valid integer");
+      } else if (events.bigIntegerValue().signum() < 1) {
+        problems.add("dedup_events: Input should be greater than or equal to 1");
+      } else if (events.bigIntegerValue().compareTo(BigInteger.valueOf(MAX_DEDUP_EVENTS)) > 0) {
+        problems.add("dedup_events: Input should be less than or equal to " + MAX_DEDUP_EVENTS);
+      } else {
+        dedupEvents = events.intValue();
       }
     }
+    Long dedupHorizon = optionalDuration(root, "dedup_horizon", problems);
     Iterator<String> keys = root.fieldNames();
     while (keys.hasNext()) {
       String k = keys.next();
-      if (!k.equals("stats") && !k.equals("expire_after")) problems.add(k + ": Extra inputs are not permitted");
+      if (!TOP_KEYS.contains(k)) problems.add(k + ": Extra inputs are not permitted");
     }
     if (problems.isEmpty() && statsOk) {
       Set<String> seen = new HashSet<>();
       for (Stat s : stats) {
         if (!seen.add(s.name)) problems.add("catalogue: duplicate stat name '" + s.name + "'");
       }
+      if (problems.isEmpty() && dedupHorizon != null && dedupEvents == null) {
+        problems.add("catalogue: dedup_horizon needs dedup_events");
+      }
       if (!problems.isEmpty()) problems = List.of(problems.get(0));
     }
     if (!problems.isEmpty()) throw new CatalogueException("invalid stat catalogue:\n" + String.join("\n", problems));
-    return new Catalogue(stats, expireAfter);
+    return new Catalogue(stats, expireAfter, dedupEvents, dedupHorizon);
+  }
+
+  /** A top-level duration: null when absent or null; a problem added when invalid. */
+  private static Long optionalDuration(JsonNode root, String key, List<String> problems) {
+    JsonNode node = root.get(key);
+    if (node == null || node.isNull()) return null;
+    try {
+      return parseDuration(node);
+    } catch (IllegalArgumentException e) {
+      problems.add(key + ": " + e.getMessage());
+      return null;
+    }
   }
 
   private static Stat stat(JsonNode item, String where, List<String> problems) {

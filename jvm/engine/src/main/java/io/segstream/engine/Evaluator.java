@@ -3,6 +3,7 @@ package io.segstream.engine;
 import io.segstream.engine.rules.Rules;
 import io.segstream.engine.rules.TenantRules;
 import java.math.BigInteger;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.HashMap;
@@ -21,15 +22,23 @@ public final class Evaluator {
   /** Expiry timers are rounded up to 1/64 of expire_after. */
   public static final int TIMER_SLOTS = 64;
 
-  /** @param expiry the previous life's expiry record if no timer reported it yet, else null
-   *  @param timer when to check the user for expiry (event time, ms) if that moved, else null */
-  public record Processed(byte[] state, Map<String, Object> evaluation, Map<String, Object> expiry, Long timer) {}
+  /** @param state the new state; for a duplicate the state given, unchanged
+   *  @param evaluation the evaluation (with the caller's extra fields); null for a duplicate
+   *  @param expiry the previous life's expiry record if no timer reported it yet, else null
+   *  @param timer when to check the user for expiry (event time, ms) if that moved, else null
+   *  @param json the evaluation rendered ({@link Json#render}); for a duplicate, the first one's receipt
+   *  @param duplicate the event_id was seen recently (catalogue dedup_events): nothing changed
+   *      (docs/semantics.md, "Retries") */
+  public record Processed(byte[] state, Map<String, Object> evaluation, Map<String, Object> expiry, Long timer,
+      String json, boolean duplicate) {}
 
   /** An expiry timer that found the user due: the tombstone state and the expiry record. */
   public record Expired(byte[] state, Map<String, Object> expiry) {}
 
   private final Rules rules;
   private final Long expireAfter;
+  private final Integer dedupEvents;
+  private final Long dedupHorizon;
   private final long timerResolution;
   private final List<String> names;
   private final Stats.Aggregation[] aggs;
@@ -43,6 +52,8 @@ public final class Evaluator {
   public Evaluator(Catalogue catalogue, Rules rules) {
     this.rules = rules;
     this.expireAfter = catalogue.expireAfter();
+    this.dedupEvents = catalogue.dedupEvents();
+    this.dedupHorizon = catalogue.dedupHorizon();
     this.timerResolution = Math.max(1, (expireAfter == null ? 0 : expireAfter) / TIMER_SLOTS);
     this.names = catalogue.names();
     List<Catalogue.Stat> stats = catalogue.stats();
@@ -68,6 +79,11 @@ public final class Evaluator {
   }
 
   public Processed process(byte[] blob, Event event) {
+    return process(blob, event, Map.of());
+  }
+
+  /** @param extra fields appended to the evaluation (the job's rules_version), kept in its receipt */
+  public Processed process(byte[] blob, Event event, Map<String, Object> extra) {
     long ts = event.ts();
     Map<String, Object> expiry = null;
     UserState user;
@@ -79,6 +95,18 @@ public final class Evaluator {
       migrated = false;
     } else {
       user = UserState.decode(blob);
+      if (dedupEvents == null) {
+        user.recent.clear();  // de-duplication turned off: forget what an earlier run remembered
+      } else if (!user.recent.isEmpty()) {
+        // A retry: before anything else, so that it changes nothing (not even an expiry).
+        // The bounds are applied first, so that lowered ones hold at once.
+        prune(user);
+        for (UserState.Recent r : user.recent) {
+          if (r.eventId().equals(event.eventId())) {
+            return new Processed(blob, null, null, null, new String(r.receipt(), StandardCharsets.UTF_8), true);
+          }
+        }
+      }
       if (expireAfter != null
           && (user.expired || (user.maxTs != null && Stats.greaterThanSum(ts, user.maxTs, expireAfter)))) {
         if (!user.expired) expiry = expiryRecord(user, event.tenant(), event.userId());
@@ -133,8 +161,29 @@ public final class Evaluator {
     evaluation.put("segments", out.get(0));
     evaluation.put("entered", out.get(1));
     evaluation.put("exited", out.get(2));
+    evaluation.putAll(extra);
+    String json = Json.render(evaluation);
+    if (dedupEvents != null) remember(user, event.eventId(), json);
     return new Processed(user.encode(), evaluation, expiry,
-        deadline != null && !deadline.equals(deadlineBefore) ? deadline : null);
+        deadline != null && !deadline.equals(deadlineBefore) ? deadline : null, json, false);
+  }
+
+  /** Keep this event's receipt; forget the oldest beyond dedup_events or the horizon. */
+  private void remember(UserState user, String eventId, String json) {
+    user.recent.add(new UserState.Recent(eventId, user.maxTs, json.getBytes(StandardCharsets.UTF_8)));
+    prune(user);
+  }
+
+  private void prune(UserState user) {
+    List<UserState.Recent> recent = user.recent;
+    long maxTs = user.maxTs;
+    int drop = Math.max(0, recent.size() - dedupEvents);
+    if (dedupHorizon != null) {
+      // Stamps never decrease (each is the greatest ts so far), so the stale ones come first.
+      // stamp <= maxTs, so maxTs - stamp is exact as an unsigned 64-bit number.
+      while (drop < recent.size() && Long.compareUnsigned(maxTs - recent.get(drop).stamp(), dedupHorizon) > 0) drop++;
+    }
+    if (drop > 0) recent.subList(0, drop).clear();
   }
 
   /** An expiry timer at event time {@code now}: the tombstone and the record if the user is due, else null. */
@@ -213,6 +262,7 @@ public final class Evaluator {
     user.errorMask = new BitSet();
     user.rulesFp = 0;
     user.expired = expired;
+    user.recent = new ArrayList<>();  // an expired user remembers no event_ids: a retry is a new event
   }
 
   /** Update the user's segments and masks; return [segments, entered, exited]. */

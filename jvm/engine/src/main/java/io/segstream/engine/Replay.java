@@ -24,6 +24,7 @@ import java.util.Map;
  *      {"rule_change": {"key": "...", "value": "rule json" or null}}
  *      {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
  * out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
+ *      {"duplicate": {...}}                    a retried event_id: the receipt it is answered with
  * </pre>
  *
  * Per-user state lives in a HashMap keyed by (tenant, user_id). Lines are written with
@@ -89,7 +90,8 @@ public final class Replay {
       Evaluator.Processed p = evaluator().process(states.get(key), event);
       states.put(key, p.state());
       if (p.expiry() != null) emit("expiry", p.expiry());
-      emit("evaluation", p.evaluation());
+      // The rendered JSON as is: for a duplicate it is the receipt kept in the state.
+      out.print("{\"" + (p.duplicate() ? "duplicate" : "evaluation") + "\":" + p.json() + "}\n");
     } else if (cmd.has("rule_change")) {
       JsonNode change = cmd.get("rule_change");
       JsonNode value = change.get("value");

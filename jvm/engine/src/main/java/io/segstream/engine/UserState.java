@@ -12,9 +12,20 @@ import java.util.Map;
  * One user's keyed state (operators/evaluator.py UserState) and its compact binary form, the JVM
  * engine's own (not the Python msgpack blob): a format version byte, then varints and tagged
  * values. Round-trips exactly (Long vs Double, -0.0, NaN bits, map order, sketches byte for byte).
+ *
+ * <p>Format 2 is format 1 followed by the remembered events ({@link #recent}); a state with none is
+ * still written as format 1, byte for byte what the release before de-duplication wrote, and both
+ * are read (savepoints of that release restore; docs/operations.md).
  */
 public final class UserState {
+  /** The layout without {@link #recent}. */
   public static final int FORMAT_VERSION = 1;
+  /** {@link #FORMAT_VERSION} followed by {@link #recent}. */
+  public static final int FORMAT_WITH_RECENT = 2;
+
+  /** A remembered event: its event_id, the user's greatest ts when it was processed, and its
+   * evaluation as rendered then (UTF-8 JSON): the receipt a retry is answered with. */
+  public record Recent(String eventId, long stamp, byte[] receipt) {}
 
   public long seq;
   /** Greatest event ts seen, or null. */
@@ -29,6 +40,8 @@ public final class UserState {
   public long rulesFp;
   /** Expired (tombstone): only {@link #seq} is kept. */
   public boolean expired;
+  /** De-duplication (catalogue dedup_events): the user's last events, oldest first. */
+  public List<Recent> recent = new ArrayList<>();
 
   public UserState(long seq, Long maxTs, int[] statFps, List<Object[]> stats, List<String> segments,
       BitSet segmentMask, BitSet errorMask, long rulesFp, boolean expired) {
@@ -50,7 +63,7 @@ public final class UserState {
 
   public byte[] encode() {
     Out out = new Out();
-    out.write(FORMAT_VERSION);
+    out.write(recent.isEmpty() ? FORMAT_VERSION : FORMAT_WITH_RECENT);
     out.varlong(seq);
     out.write((maxTs == null ? 0 : 1) | (expired ? 2 : 0));
     if (maxTs != null) out.zigzag(maxTs);
@@ -62,14 +75,23 @@ public final class UserState {
     bits(out, segmentMask);
     bits(out, errorMask);
     out.fixed(rulesFp, 8);
+    if (!recent.isEmpty()) {
+      out.varlong(recent.size());
+      for (Recent r : recent) {
+        value(out, r.eventId());
+        out.zigzag(r.stamp());
+        out.bytes(r.receipt());
+      }
+    }
     return out.toByteArray();
   }
 
   public static UserState decode(byte[] blob) {
     In in = new In(blob);
     int version = in.u8();
-    if (version != FORMAT_VERSION) {
-      throw new IllegalArgumentException("user state format " + version + " is not " + FORMAT_VERSION);
+    if (version != FORMAT_VERSION && version != FORMAT_WITH_RECENT) {
+      throw new IllegalArgumentException(
+          "user state format " + version + " is not " + FORMAT_VERSION + " or " + FORMAT_WITH_RECENT);
     }
     long seq = in.varlong();
     int flags = in.u8();
@@ -85,8 +107,15 @@ public final class UserState {
     BitSet segmentMask = bits(in);
     BitSet errorMask = bits(in);
     long rulesFp = in.fixed(8);
+    List<Recent> recent = new ArrayList<>();
+    if (version == FORMAT_WITH_RECENT) {
+      int r = (int) in.varlong();
+      for (int i = 0; i < r; i++) recent.add(new Recent((String) value(in), in.zigzag(), in.bytes()));
+    }
     if (in.at != blob.length) throw new IllegalArgumentException("user state has trailing bytes");
-    return new UserState(seq, maxTs, fps, stats, segments, segmentMask, errorMask, rulesFp, (flags & 2) != 0);
+    UserState user = new UserState(seq, maxTs, fps, stats, segments, segmentMask, errorMask, rulesFp, (flags & 2) != 0);
+    user.recent = recent;
+    return user;
   }
 
   private static void bits(Out out, BitSet b) {

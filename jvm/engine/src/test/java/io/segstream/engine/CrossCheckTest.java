@@ -152,6 +152,8 @@ class CrossCheckTest {
         assertEquals(spec.get("gap").isNull() ? null : spec.get("gap").asLong(), s.gap(), s.name());
       }
       assertEquals(row.get("expire_after").isNull() ? null : row.get("expire_after").asLong(), c.expireAfter());
+      assertEquals(row.get("dedup_events").isNull() ? null : row.get("dedup_events").asInt(), c.dedupEvents());
+      assertEquals(row.get("dedup_horizon").isNull() ? null : row.get("dedup_horizon").asLong(), c.dedupHorizon());
     }
   }
 

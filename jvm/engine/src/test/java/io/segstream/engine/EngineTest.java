@@ -56,8 +56,8 @@ class EngineTest {
       assertArrayEquals(state, UserState.decode(state).encode());
     }
     byte[] other = state.clone();
-    other[0] = 2;
-    assertEquals("user state format 2 is not 1",
+    other[0] = 3;
+    assertEquals("user state format 3 is not 1 or 2",
         assertThrows(IllegalArgumentException.class, () -> UserState.decode(other)).getMessage());
   }
 

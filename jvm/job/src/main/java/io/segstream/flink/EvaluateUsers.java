@@ -50,6 +50,12 @@ import org.apache.flink.util.Collector;
  * <p>An exception from the engine on one record does not fail the job: the record is
  * dead-lettered with reason {@code internal: <exception>} and counted in the metric
  * {@code internalErrors}. Metric {@code ruleErrors}: failed rule evaluations (a gauge).
+ *
+ * <p>A retried event (an event_id the user remembers, catalogue {@code dedup_events};
+ * docs/semantics.md, "Retries") changes no state and emits nothing but its answer: the first
+ * evaluation's JSON, kept in the user's state, on {@link Outputs#REPLIES} when it names a reply
+ * topic. Not on the main output (the evaluation is there once already), not on the mirror (no
+ * second Bigtable row), not a dead letter (a retry is not bad input). Metric {@code duplicates}.
  */
 public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedEvent, Row, Row> {
   private static final long serialVersionUID = 1L;
@@ -74,6 +80,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   private transient Evaluator evaluator;
   private transient ValueState<byte[]> userState;
   private transient Counter internalErrors;
+  private transient Counter duplicates;
   private transient int subtask;
 
   /**
@@ -108,6 +115,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     setRules(loadRules(catalogue), 0);
     userState = getRuntimeContext().getState(new ValueStateDescriptor<>("user", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
     internalErrors = getRuntimeContext().getMetricGroup().counter("internalErrors");
+    duplicates = getRuntimeContext().getMetricGroup().counter("duplicates");
     getRuntimeContext().getMetricGroup().gauge("ruleErrors", () -> rules.errorCount());
     subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
   }
@@ -139,28 +147,35 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   @Override
   public void processElement(ParsedEvent in, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
     syncRules(ctx.getBroadcastState(Outputs.RULE_CHANGES));
-    Row evaluationRow;
+    Row evaluationRow = null;
     Row expiryRow = null;
     Tuple2<String, String> mirrored = null;
     Row reply = null;
-    byte[] state;
-    Long timer;
+    byte[] state = null;
+    Long timer = null;
+    boolean duplicate;
     try {
       Event event = Events.parse(in.value);  // accepted upstream: the same bytes give the same event
-      Evaluator.Processed p = evaluator.process(userState.value(), event);
-      if (p.expiry() != null) expiryRow = Row.of(event.userId(), Json.render(p.expiry()));
-      Map<String, Object> evaluation = p.evaluation();
-      evaluation.put("rules_version", rulesVersion);
-      String payload = Json.render(evaluation);
-      evaluationRow = Row.of(event.userId(), payload);
-      if (mirror) mirrored = Tuple2.of(Json.render(eventJson(event)), payload);
+      Evaluator.Processed p = evaluator.process(userState.value(), event, Map.of("rules_version", rulesVersion));
+      String payload = p.json();
+      duplicate = p.duplicate();
       if (in.replyTo != null) reply = Row.of(in.replyTo, event.eventId(), payload);
-      state = p.state();
-      timer = p.timer();
+      if (!duplicate) {
+        if (p.expiry() != null) expiryRow = Row.of(event.userId(), Json.render(p.expiry()));
+        evaluationRow = Row.of(event.userId(), payload);
+        if (mirror) mirrored = Tuple2.of(Json.render(eventJson(event)), payload);
+        state = p.state();
+        timer = p.timer();
+      }
     } catch (Exception | StackOverflowError e) {
       internalErrors.inc();
       ctx.output(Outputs.DEAD_LETTERS, Row.of(DeadLetters.key(in.recordKey),
           DeadLetters.value(in.value, "internal: " + e, eventsTopic, in.partition, in.offset, in.recordKey)));
+      return;
+    }
+    if (duplicate) {
+      duplicates.inc();
+      if (reply != null) ctx.output(Outputs.REPLIES, reply);
       return;
     }
     userState.update(state);

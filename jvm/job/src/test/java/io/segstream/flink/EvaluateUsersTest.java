@@ -39,7 +39,12 @@ class EvaluateUsersTest {
   static final long T0 = 1_350_000L * 1_259_000L;
 
   static KeyedBroadcastOperatorTestHarness<String, ParsedEvent, Row, Row> harness(boolean mirror) throws Exception {
-    EvaluateUsers fn = new EvaluateUsers(CATALOGUE, RULES, "events", "rules", mirror);
+    return harness(CATALOGUE, mirror);
+  }
+
+  static KeyedBroadcastOperatorTestHarness<String, ParsedEvent, Row, Row> harness(String catalogue, boolean mirror)
+      throws Exception {
+    EvaluateUsers fn = new EvaluateUsers(catalogue, RULES, "events", "rules", mirror);
     return new KeyedBroadcastOperatorTestHarness<>(new CoBroadcastWithKeyedOperator<>(fn, List.of(Outputs.RULE_CHANGES)),
         new UserKey.Selector(), Types.STRING, 128, 1, 0);
   }
@@ -250,6 +255,48 @@ class EvaluateUsersTest {
       assertEquals("segstream-reply-x", replies.get(0).getField(0));
       assertEquals("e1", replies.get(0).getField(1));
       assertEquals(h.extractOutputValues().get(0).getField(1), replies.get(0).getField(2));
+    }
+  }
+
+  @Test
+  void aRetryIsAnsweredWithTheFirstReceiptAndChangesNothingEvenAfterARestore() throws Exception {
+    String catalogue = CATALOGUE.replace("{\"expire_after\"", "{\"dedup_events\": 4, \"dedup_horizon\": \"1h\", \"expire_after\"");
+    OperatorSubtaskState snapshot;
+    String first;
+    try (var h = harness(catalogue, true)) {
+      h.open();
+      var original = parsed(event("e1", "acme", "u1", T0, "buy", 20), 0);
+      original.replyTo = "segstream-reply-a";
+      h.processElement(original, T0);
+      h.processBroadcastElement(rule("big", BIG, 0), 0);  // rules_version 1 from here on
+      // The retry: another ts and value (the first one wins), through another front.
+      var retry = parsed(event("e1", "acme", "u1", T0 + 5_000, "buy", 99), 1);
+      retry.replyTo = "segstream-reply-b";
+      h.processElement(retry, T0 + 5_000);
+      h.processElement(parsed(event("e1", "acme", "u1", T0 + 6_000, "buy", 99), 2), T0 + 6_000);  // no reply topic
+      List<Row> evaluations = h.extractOutputValues();
+      assertEquals(1, evaluations.size(), "one evaluation for the event, none for its retries");
+      first = (String) evaluations.get(0).getField(1);
+      assertTrue(first.contains("\"seq\":1,") && first.endsWith("\"rules_version\":0}"), first);
+      List<Row> replies = side(h, Outputs.REPLIES);
+      assertEquals(List.of("segstream-reply-a e1", "segstream-reply-b e1"), values(replies));
+      assertEquals(first, replies.get(0).getField(2));
+      assertEquals(first, replies.get(1).getField(2), "the same receipt, rules_version of the first included");
+      assertEquals(1, side(h, Outputs.MIRROR).size(), "no second Bigtable row");
+      assertEquals(List.of(), side(h, Outputs.DEAD_LETTERS), "a retry is not bad input");
+      snapshot = h.snapshot(1, 1);
+    }
+    try (var h = harness(catalogue, false)) {
+      h.setup();
+      h.initializeState(snapshot);
+      h.open();
+      var retry = parsed(event("e1", "acme", "u1", T0, "buy", 20), 3);
+      retry.replyTo = "segstream-reply-a";
+      h.processElement(retry, T0);
+      h.processElement(parsed(event("e2", "acme", "u1", T0 + 1, "view", 0), 4), T0 + 1);
+      assertEquals(first, side(h, Outputs.REPLIES).get(0).getField(2), "remembered across a restore");
+      String next = values(h.extractOutputValues()).get(0);
+      assertTrue(next.contains("\"seq\":2,\"stats\":{\"events_total\":2,\"sum_v\":20.0,\"buys\":1}"), next);
     }
   }
 
