@@ -64,7 +64,11 @@ class Front:
         self._reply_headers: list[tuple[str, str | bytes | None]] = [
             (REPLY_HEADER, self.reply_topic.encode("utf-8"))]
         self._common: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": settings.kafka.bootstrap_servers, **serving.kafka_properties}
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            # TCP_NODELAY, as Kafka's Java clients: a request waits on every produce and every answer,
+            # and Nagle's algorithm can hold a small write until the previous one is acknowledged.
+            "socket.nagle.disable": True,
+            **serving.kafka_properties}
         # librdkafka's own log (a line a second per unreachable broker) goes to Python logging.
         self._clients: dict[str, Any] = {**self._common, "logger": log}
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
