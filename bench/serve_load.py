@@ -298,7 +298,7 @@ def measure(front: FrontProcess, job: JobProcess, broker: int | None, label: str
     for i, c in enumerate(connections):
         roots = {"front": front.popen.pid, "job": job.pid, "broker": broker or 0}
         meter = CpuMeter({k: v for k, v in roots.items() if v})
-        tag = f"{round_no}-{label}-{c}".replace(" ", "_").replace("/", "_")
+        tag = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{round_no}-{label}-{front.workers}w-{c}")
         spy = [subprocess.Popen(
             [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "100",
              "-d", f"{seconds:.0f}", "--nonblocking", "-f", "raw", "-o", str(root / f"profile-{tag}-{pid}.txt")],
