@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import orjson
@@ -138,6 +139,13 @@ class Metrics:
         return child
 
 
+def _taken_if_answered(acked: asyncio.Future[None], answer: asyncio.Future[bytes]) -> None:
+    """An evaluation is back, so the job read the event from Kafka: stop waiting for the
+    acknowledgement (on a busy machine it can come after the answer, or after the deadline)."""
+    if not answer.cancelled() and not acked.done():
+        acked.set_result(None)
+
+
 def _problem(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
@@ -189,15 +197,18 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
     async def answers(events: list[Event], values: list[bytes], started: float) -> list[bytes | None]:
         """Produce the events and wait for their evaluations until the deadline (None: not back in
         time). KafkaUnavailable (with .acked: the event_ids Kafka did take) if any is not taken.
-        Plain awaits under one timeout: no task per event (this is the hot path)."""
+        An event whose evaluation is back counts as taken even if its acknowledgement is not (yet):
+        the job read it from Kafka. Plain awaits under one timeout: no task per event (hot path)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + deadline - (time.monotonic() - started)
         waiting = [front.expect(e.event_id) for e in events]
         acks: list[asyncio.Future[None]] = []
         failure: BaseException | None = None
         try:
-            for e, v in zip(events, values, strict=True):
-                acks.append(front.submit_event(e.user_id, v, e.ts))
+            for e, v, w in zip(events, values, waiting, strict=True):
+                acked = front.submit_event(e.user_id, v, e.ts)
+                w.add_done_callback(partial(_taken_if_answered, acked))
+                acks.append(acked)
         except KafkaUnavailable as exc:
             failure = exc
         try:
@@ -205,18 +216,23 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
                 for acked in acks:  # every one settled (or the deadline), so that .acked is exact
                     try:
                         await acked
-                    except KafkaUnavailable as exc:
-                        failure = failure or exc
+                    except KafkaUnavailable:
+                        pass
         except TimeoutError:
-            failure = failure or KafkaUnavailable(f"no acknowledgement from Kafka within {deadline * 1000:.0f} ms")
-        if failure is not None:
+            pass
+        taken = [(a.done() and not a.cancelled() and a.exception() is None) or (w.done() and not w.cancelled())
+                 for a, w in zip(acks, waiting, strict=False)]
+        if failure is not None or not all(taken):
             for e, w in zip(events, waiting, strict=True):
                 front.forget(e.event_id, w)
             for a in acks:
                 a.cancel()  # (no-op for the settled ones)
-            raise KafkaUnavailable(str(failure), acked=[
-                e.event_id for e, a in zip(events, acks, strict=False)
-                if a.done() and not a.cancelled() and a.exception() is None])
+            if failure is None:
+                refused = next((a for a, t in zip(acks, taken, strict=True) if not t and a.done()
+                                and not a.cancelled()), None)
+                failure = refused.exception() if refused is not None else KafkaUnavailable(
+                    f"no acknowledgement from Kafka within {deadline * 1000:.0f} ms")
+            raise KafkaUnavailable(str(failure), acked=[e.event_id for e, t in zip(events, taken, strict=False) if t])
         try:
             async with asyncio.timeout_at(until):
                 for w in waiting:
