@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.throughput import tree_cpu  # noqa: E402
 from segstream.config import PROJECT_ROOT  # noqa: E402
+from segstream.errors import StackError  # noqa: E402
 from segstream.job_process import JobProcess  # noqa: E402
 from segstream.testing import LocalStack, free_port, isolated_config, wait_for, write_config  # noqa: E402
 from serving.keys import KeyStore  # noqa: E402
@@ -281,6 +282,18 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def start_stack(root: Path, attempts: int = 3) -> LocalStack:
+    """LocalStack.start, again if a free port it picked was taken meanwhile (a busy machine)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return LocalStack.start(root)
+        except StackError as exc:
+            if attempt == attempts:
+                raise
+            print(f"the stack did not start ({str(exc).splitlines()[0]}); again", flush=True)
+    raise AssertionError("unreachable")
+
+
 def measure(front: FrontProcess, job: JobProcess, broker: int | None, label: str, round_no: int, root: Path,
             script: Path, key: str, users: int, connections: list[int], seconds: float, warm_up: float,
             profile: bool) -> list[str]:
@@ -361,7 +374,7 @@ def main(seconds: float = typer.Option(20, help="seconds per measured run"),
             server.kill()
             server.wait()
 
-    stack = LocalStack.start(root)
+    stack = start_stack(root)
     job: JobProcess | None = None
     try:
         config_path = root / "bench.yaml"
