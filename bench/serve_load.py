@@ -294,16 +294,20 @@ def start_stack(root: Path, attempts: int = 3) -> LocalStack:
     raise AssertionError("unreachable")
 
 
+def answering(front: FrontProcess, job: JobProcess, key: str) -> None:
+    """Wait until the front's workers are ready and the job answers (its start-up is not latency)."""
+    wait_for(front.ready, 120, "the front's workers", 0.2, abort=front.exit_reason)
+    warm_body = {"user_id": "warm", "name": "view"}
+    wait_for(lambda: http_json(front.url + "/v1/track", warm_body, key)[0] == 200, 600, "the job to answer", 0.2,
+             abort=job.exit_reason)
+
+
 def measure(front: FrontProcess, job: JobProcess, broker: int | None, label: str, round_no: int, root: Path,
             script: Path, key: str, users: int, connections: list[int], seconds: float, warm_up: float,
             profile: bool) -> list[str]:
     """One variant: wait until its front is ready and the job answers, warm up, then one measured wrk
     run per connection count. The table rows, also printed as they come."""
-    wait_for(front.ready, 120, "the front's workers", 0.2, abort=front.exit_reason)
-    # The job's start-up (first variant) is not latency: wait until it answers.
-    warm_body = {"user_id": "warm", "name": "view"}
-    wait_for(lambda: http_json(front.url + "/v1/track", warm_body, key)[0] == 200, 600, "the job to answer", 0.2,
-             abort=job.exit_reason)
+    answering(front, job, key)
     print(f"\n== {label} (workers {front.workers}; round {round_no}; load average {load()})", flush=True)
     if warm_up > 0:
         run_wrk(front.url + "/v1/track", script, max(connections), warm_up, users, key)
@@ -342,6 +346,8 @@ def measure(front: FrontProcess, job: JobProcess, broker: int | None, label: str
 @app.command()
 def main(seconds: float = typer.Option(20, help="seconds per measured run"),
          warm_up: float = typer.Option(15, help="seconds of load before each variant's measured runs (not counted)"),
+         job_warm_up: float = typer.Option(30, help="seconds of load on a freshly started job before the first "
+                                                    "variant (JIT; not counted)"),
          connections: list[int] = typer.Option([50], help="wrk connections; one measured run each"),
          variant: list[str] = typer.Option([], help="'label|workers=N|VAR=value|...' (default: 1 and 2 workers)"),
          users: int = 2_000,
@@ -389,6 +395,13 @@ def main(seconds: float = typer.Option(20, help="seconds per measured run"),
         status = stack.stack.status()
         print(f"stack and job up (work directory {root}; job env {extra or 'default'})", flush=True)
 
+        if job_warm_up > 0:  # the job's JIT and caches, before the first variant (not counted)
+            front = FrontProcess(config_path, 2, {}, root / "front-job-warm-up.log")
+            try:
+                answering(front, job, key)
+                run_wrk(front.url + "/v1/track", script, max(connections), job_warm_up, users, key)
+            finally:
+                front.stop()
         specs = variant or ["1 worker|workers=1", "2 workers|workers=2"]
         rows: list[str] = []
         for round_no in range(1, rounds + 1):
