@@ -32,3 +32,6 @@ class ServingConfig(BaseModel):
     keys_file: str = ".segstream/tenants.json"
     # Extra Kafka client properties for the front's producer and consumer (security...).
     kafka_properties: dict[str, str] = {}
+    # Properties for the producer only, over the front's defaults (linger.ms 1, serving/front.py);
+    # acks, idempotence and message.timeout.ms (= deadline_ms) stay as they are.
+    producer_properties: dict[str, str] = {}

@@ -9,7 +9,9 @@ reply topic from the end offsets found at start (no consumer group: nothing to r
 and completes the waiting requests by event_id.
 
 confluent-kafka's clients are blocking: the producer is polled and the consumer read on two daemon
-threads, which hand results to the event loop with call_soon_threadsafe.
+threads. Each thread hands what one poll returned (acknowledgements, answers) to the event loop in
+one call_soon_threadsafe, not one per record: every such call wakes the loop, and at a few thousand
+requests a second the wake-ups cost more than the work (docs/benchmarks.md, "The tracking front").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -58,8 +61,14 @@ class Front:
         self.instance = instance_id(serving.instance_id)
         self.reply_topic = serving.reply_topic_prefix + self.instance
         self.events_topic = settings.kafka.topics.events
+        self._reply_headers: list[tuple[str, str | bytes | None]] = [
+            (REPLY_HEADER, self.reply_topic.encode("utf-8"))]
         self._common: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": settings.kafka.bootstrap_servers, **serving.kafka_properties}
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            # TCP_NODELAY, as Kafka's Java clients: a request waits on every produce and every answer,
+            # and Nagle's algorithm can hold a small write until the previous one is acknowledged.
+            "socket.nagle.disable": True,
+            **serving.kafka_properties}
         # librdkafka's own log (a line a second per unreachable broker) goes to Python logging.
         self._clients: dict[str, Any] = {**self._common, "logger": log}
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
@@ -68,11 +77,18 @@ class Front:
         self.replies_ready = threading.Event()  # the consumer is assigned to the reply topic
         self.replies_received = 0
         self._threads: list[threading.Thread] = []
+        # Acknowledgements collected during one producer poll: (future, error or None). Appended to
+        # by the delivery callbacks, which librdkafka runs inside poll() on the polling thread.
+        self._acks: list[tuple[asyncio.Future[None], KafkaError | None]] = []
         self.producer = Producer({
             **self._clients,
             "acks": "all",
             "enable.idempotence": True,
-            "linger.ms": 0,
+            # A request waits for its acknowledgement, so a long linger is latency; 0 would send
+            # every event in a produce request of its own, each a unit of broker work. 1 ms batches
+            # what arrives together under load (docs/benchmarks.md).
+            "linger.ms": 1,
+            **serving.producer_properties,
             # An event Kafka has not acknowledged within the deadline is reported failed (503).
             "message.timeout.ms": serving.deadline_ms,
             "socket.connection.setup.timeout.ms": max(1000, serving.deadline_ms),
@@ -95,10 +111,21 @@ class Front:
         for thread in self._threads:
             thread.join(10)
         self.producer.flush(5)
+        self._hand_over_acks()  # the poll thread has ended: flush() ran the last callbacks here
+
+    def _delivered(self, acked: asyncio.Future[None], err: KafkaError | None, _msg: object) -> None:
+        """librdkafka's delivery callback, run inside poll() or flush(): noted, handed over after it."""
+        self._acks.append((acked, err))
+
+    def _hand_over_acks(self) -> None:
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self._call(_settle_acks, acks)
 
     def _poll_producer(self) -> None:
         while not self._stopped.is_set():
             self.producer.poll(0.1)
+            self._hand_over_acks()
 
     def _ensure_reply_topic(self) -> list[int]:
         serving = self.settings.serving
@@ -146,6 +173,7 @@ class Front:
                 first = consumer.poll(0.1)
                 if first is None:
                     continue
+                replies: list[tuple[str, bytes]] = []
                 for message in [first, *consumer.consume(1000, 0)]:
                     key, value, error = message.key(), message.value(), message.error()
                     if error is not None:
@@ -153,8 +181,10 @@ class Front:
                         continue
                     if key is None or value is None:
                         continue
-                    self.replies_received += 1
-                    self._call(self._complete, key.decode("utf-8", "replace"), value)
+                    replies.append((key.decode("utf-8", "replace"), value))
+                if replies:
+                    self.replies_received += len(replies)
+                    self._call(self._complete, replies)
         finally:
             consumer.close()
 
@@ -168,10 +198,12 @@ class Front:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def _complete(self, event_id: str, value: bytes) -> None:
-        for future in self._waiters.pop(event_id, []):
-            if not future.done():
-                future.set_result(value)
+    def _complete(self, replies: list[tuple[str, bytes]]) -> None:
+        waiters = self._waiters
+        for event_id, value in replies:
+            for future in waiters.pop(event_id, ()):
+                if not future.done():
+                    future.set_result(value)
 
     def expect(self, event_id: str) -> asyncio.Future[bytes]:
         """A future completed with the evaluation of `event_id` from the reply topic (register it
@@ -192,34 +224,34 @@ class Front:
         """Send one event to `events`, naming this instance's reply topic, and wait until Kafka
         acknowledged it (acks=all); raise KafkaUnavailable if it refuses or does not answer within
         `timeout` seconds."""
-        await self.send(self.events_topic, key, value, timeout, timestamp=timestamp,
-                        headers=[(REPLY_HEADER, self.reply_topic.encode("utf-8"))])
+        await self.send(self.events_topic, key, value, timeout, timestamp=timestamp, headers=self._reply_headers)
 
     async def send(self, topic: str, key: str, value: bytes | None, timeout: float, timestamp: int = 0,
                    headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         """Send one record (value None: a tombstone) and wait for Kafka's acknowledgement, as produce()."""
-        assert self._loop is not None
-        acked: asyncio.Future[None] = self._loop.create_future()
-
-        def on_delivery(err: KafkaError | None, _msg: object) -> None:
-            def settle() -> None:
-                if acked.done():
-                    return
-                if err is None:
-                    acked.set_result(None)
-                else:
-                    acked.set_exception(KafkaUnavailable(str(err)))
-            self._call(settle)
-
+        acked = self.submit(topic, key, value, timestamp, headers)
         try:
-            self.producer.produce(topic, value, key.encode("utf-8"), timestamp=timestamp, headers=headers,
-                                  on_delivery=on_delivery)
-        except (BufferError, KafkaException) as exc:
-            raise KafkaUnavailable(str(exc)) from None
-        try:
-            await asyncio.wait_for(acked, timeout)
+            async with asyncio.timeout(timeout):
+                await acked
         except TimeoutError:
             raise KafkaUnavailable(f"no acknowledgement from Kafka within {timeout * 1000:.0f} ms") from None
+
+    def submit(self, topic: str, key: str, value: bytes | None, timestamp: int = 0,
+               headers: list[tuple[str, str | bytes | None]] | None = None) -> asyncio.Future[None]:
+        """Hand one record to the producer; the future is done when Kafka acknowledged it, or failed
+        with KafkaUnavailable (also raised at once if the producer refuses it)."""
+        assert self._loop is not None
+        acked: asyncio.Future[None] = self._loop.create_future()
+        try:
+            self.producer.produce(topic, value, key.encode("utf-8"), timestamp=timestamp, headers=headers,
+                                  on_delivery=partial(self._delivered, acked))
+        except (BufferError, KafkaException) as exc:
+            raise KafkaUnavailable(str(exc)) from None
+        return acked
+
+    def submit_event(self, key: str, value: bytes, timestamp: int) -> asyncio.Future[None]:
+        """submit() one event to `events`, naming this instance's reply topic."""
+        return self.submit(self.events_topic, key, value, timestamp, self._reply_headers)
 
     def kafka_reachable(self, timeout: float = 2.0) -> bool:
         """Whether the cluster answers a metadata request for the events topic (blocking)."""
@@ -228,6 +260,17 @@ class Front:
             return topic is not None and topic.error is None
         except KafkaException:
             return False
+
+
+def _settle_acks(acks: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
+    """On the event loop: complete the acknowledgement futures of one producer poll."""
+    for acked, err in acks:
+        if acked.done():  # its request gave up waiting
+            continue
+        if err is None:
+            acked.set_result(None)
+        else:
+            acked.set_exception(KafkaUnavailable(str(err)))
 
 
 def monotonic_ms() -> float:

@@ -31,5 +31,7 @@ def serve(host: str, port: int, workers: int, log_level: str = "info") -> None:
     import uvicorn
 
     os.environ[WORKERS_ENV] = str(workers)
+    # uvloop and httptools, not uvicorn's fallbacks (asyncio's loop, pure-Python h11): they halve
+    # the front's CPU per request (docs/benchmarks.md, "The tracking front").
     uvicorn.run("serving.server:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)
+                log_level=log_level, access_log=False, loop="uvloop", http="httptools")
