@@ -24,6 +24,8 @@ from operators.catalogue import Catalogue
 from operators.events import Event
 from operators.rule_checks import check as conformance_check
 from operators.rule_guards import event_name_guard
+from operators.rule_limits import DEFAULT_LIMITS, RuleLimits, check_tenant
+from operators.rule_limits import check as limits_check
 
 EVENT_VARIABLE = "event"
 # Variables bound by CEL comprehension macros, e.g. the `k` of `event.values.exists(k, k == "a")`.
@@ -57,17 +59,27 @@ class CompiledRule:
         return self.rule.id
 
 
-def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRule:
+def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue,
+                 limits: RuleLimits = DEFAULT_LIMITS) -> CompiledRule:
     """Parse, validate and compile one rule (JSON text or a dict); raise RuleError with the reason."""
     data = _decode(raw)
     try:
         rule = Rule.model_validate(data)
     except ValidationError as exc:
         raise RuleError("; ".join(_describe(err) for err in exc.errors())) from None
+    problem = check_tenant(rule.tenant, limits)
+    if problem is not None:
+        raise RuleError(f"rule {rule.id!r}: {problem}")
+    # The limits are judged before the `cel` package sees the text: it panics or stalls on some.
+    verdict = limits_check(rule.when, limits)
+    if verdict.refused is not None:
+        raise RuleError(f"rule {rule.id!r}: `when` {verdict.refused}")
     try:
         program = cel.compile(rule.when)
     except Exception as exc:  # the binding raises ValueError, but any failure means the same
         raise RuleError(f"rule {rule.id!r}: `when` does not compile: {exc}") from None
+    if verdict.unreadable is not None:
+        raise RuleError(f"rule {rule.id!r}: `when` cannot be read by the limit checks: {verdict.unreadable}")
     bound = set(_MACRO_BINDING.findall(rule.when))
     names = set(program.variables()) - bound
     stat_names = set(catalogue.names)
@@ -89,10 +101,11 @@ def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRu
     )
 
 
-def validate_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> str | None:
+def validate_rule(raw: str | bytes | Mapping, catalogue: Catalogue,
+                  limits: RuleLimits = DEFAULT_LIMITS) -> str | None:
     """None if the rule is valid, else the reason."""
     try:
-        compile_rule(raw, catalogue)
+        compile_rule(raw, catalogue, limits)
     except RuleError as exc:
         return str(exc)
     return None
@@ -198,8 +211,10 @@ class TenantRules:
 class RuleSet:
     """All rules, changeable at run time; `error_count` counts rule evaluations that failed."""
 
-    def __init__(self, catalogue: Catalogue, rules: Iterable[CompiledRule] = ()) -> None:
+    def __init__(self, catalogue: Catalogue, rules: Iterable[CompiledRule] = (),
+                 limits: RuleLimits = DEFAULT_LIMITS) -> None:
         self.catalogue = catalogue
+        self.limits = limits
         self.rules: dict[str, CompiledRule] = {}
         for rule in rules:
             if rule.id in self.rules:
@@ -214,7 +229,7 @@ class RuleSet:
     def __reduce__(self) -> tuple:
         # Compiled cel programs do not pickle; the rules do, and compile again (PyFlink ships functions pickled).
         rules = [compiled.rule.model_dump(exclude_none=True) for compiled in self.rules.values()]
-        return _rule_set, (self.catalogue, rules, self.error_count)
+        return _rule_set, (self.catalogue, rules, self.error_count, self.limits)
 
     def for_tenant(self, tenant: str) -> TenantRules:
         view = self._by_tenant.get(tenant)
@@ -233,23 +248,30 @@ class RuleSet:
                 self._by_tenant.clear()
             return None
         try:
-            rule = compile_rule(value, self.catalogue)
+            rule = compile_rule(value, self.catalogue, self.limits)
         except RuleError as exc:
             return str(exc)
         if rule.id != key:
             return f"record key {key!r} does not match rule id {rule.id!r}"
+        tenant = rule.rule.tenant
+        others = sum(1 for r in self.rules.values() if r.rule.tenant == tenant and r.id != key)
+        if others >= self.limits.max_rules_per_tenant:
+            scope = "every tenant" if tenant is None else f"tenant {tenant!r}"
+            return (f"rule {key!r}: {scope} already has {others} rules, "
+                    f"the most allowed (rule_limits.max_rules_per_tenant)")
         self.rules[key] = rule
         self._by_tenant.clear()
         return None
 
 
-def _rule_set(catalogue: Catalogue, rules: list[dict], error_count: int) -> RuleSet:
-    rule_set = RuleSet(catalogue, [compile_rule(rule, catalogue) for rule in rules])
+def _rule_set(catalogue: Catalogue, rules: list[dict], error_count: int,
+              limits: RuleLimits = DEFAULT_LIMITS) -> RuleSet:
+    rule_set = RuleSet(catalogue, [compile_rule(rule, catalogue, limits) for rule in rules], limits)
     rule_set.error_count = error_count
     return rule_set
 
 
-def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
+def load_rules(path: str | Path, catalogue: Catalogue, limits: RuleLimits = DEFAULT_LIMITS) -> RuleSet:
     """The initial rule set from a YAML file with a `rules:` list; raise RuleError naming every bad rule."""
     with open(path, encoding="utf-8") as file:
         try:
@@ -263,7 +285,7 @@ def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
         try:
             if not isinstance(raw, dict):
                 raise RuleError(f"rule must be a mapping, got {type(raw).__name__}")
-            compiled.append(compile_rule(raw, catalogue))
+            compiled.append(compile_rule(raw, catalogue, limits))
         except RuleError as exc:
             problems.append(f"rules[{position}]: {exc}")
     seen: set[str] = set()
@@ -273,4 +295,4 @@ def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
         seen.add(rule.id)
     if problems:
         raise RuleError(f"{path}: invalid rules:\n" + "\n".join(problems))
-    return RuleSet(catalogue, compiled)
+    return RuleSet(catalogue, compiled, limits)

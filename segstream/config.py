@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
@@ -118,6 +119,7 @@ class Settings(BaseSettings):
     windows: WindowsConfig = WindowsConfig()
     alerts: AlertsConfig = AlertsConfig()
     serving: ServingConfig = ServingConfig()
+    rule_limits: RuleLimits = RuleLimits()
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

@@ -40,16 +40,22 @@ public final class Pipeline {
     this.eventsTopic = eventsTopic;
   }
 
-  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments; the default rule limits. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, "");
+  }
+
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson) {
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
         .process(new ParseEvents(eventsTopic), Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
         .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
-        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror),
+        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
     return new Pipeline(parsed, evaluations, mirror, eventsTopic);

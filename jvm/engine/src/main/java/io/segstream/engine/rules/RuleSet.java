@@ -18,12 +18,18 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class RuleSet implements Rules {
   private final List<String> statNames;
+  private final RuleLimits limits;
   private final Map<String, CompiledRule> rules = new LinkedHashMap<>();
   private final Map<String, TenantRulesImpl> byTenant = new ConcurrentHashMap<>();
   private final AtomicLong errorCount = new AtomicLong();
 
   public RuleSet(List<String> statNames, Iterable<CompiledRule> initial) throws RuleError {
+    this(statNames, initial, RuleLimits.DEFAULT);
+  }
+
+  public RuleSet(List<String> statNames, Iterable<CompiledRule> initial, RuleLimits limits) throws RuleError {
     this.statNames = List.copyOf(statNames);
+    this.limits = limits;
     for (CompiledRule rule : initial) {
       if (rules.containsKey(rule.id())) throw new RuleError("duplicate rule id " + PyFormat.repr(rule.id()));
       rules.put(rule.id(), rule);
@@ -31,11 +37,21 @@ public final class RuleSet implements Rules {
   }
 
   public RuleSet(List<String> statNames) {
+    this(statNames, RuleLimits.DEFAULT);
+  }
+
+  public RuleSet(List<String> statNames, RuleLimits limits) {
     this.statNames = List.copyOf(statNames);
+    this.limits = limits;
   }
 
   /** The initial rules from a JSON array of rule objects; RuleError naming every bad rule (as load_rules). */
   public static RuleSet load(String source, byte[] jsonArray, List<String> statNames) throws RuleError {
+    return load(source, jsonArray, statNames, RuleLimits.DEFAULT);
+  }
+
+  public static RuleSet load(String source, byte[] jsonArray, List<String> statNames, RuleLimits limits)
+      throws RuleError {
     JsonNode root;
     try {
       root = Rule.JSON.readTree(jsonArray);
@@ -49,7 +65,7 @@ public final class RuleSet implements Rules {
       try {
         JsonNode raw = root.get(i);
         if (!raw.isObject()) throw new RuleError("rule must be a mapping, got " + Rule.pythonType(raw));
-        compiled.add(CompiledRule.compile(raw, statNames));
+        compiled.add(CompiledRule.compile(raw, statNames, limits));
       } catch (RuleError e) {
         problems.add("rules[" + i + "]: " + e.getMessage());
       }
@@ -59,7 +75,7 @@ public final class RuleSet implements Rules {
       if (!seen.add(r.id())) problems.add("duplicate rule id " + PyFormat.repr(r.id()));
     }
     if (!problems.isEmpty()) throw new RuleError(source + ": invalid rules:\n" + String.join("\n", problems));
-    return new RuleSet(statNames, compiled);
+    return new RuleSet(statNames, compiled, limits);
   }
 
   public int size() {
@@ -108,7 +124,7 @@ public final class RuleSet implements Rules {
     }
     CompiledRule rule;
     try {
-      rule = CompiledRule.compile(value, statNames);
+      rule = CompiledRule.compile(value, statNames, limits);
     } catch (RuleError e) {
       return e.getMessage();
     }
@@ -116,6 +132,16 @@ public final class RuleSet implements Rules {
       return "record key " + PyFormat.repr(key) + " does not match rule id " + PyFormat.repr(rule.id());
     }
     synchronized (rules) {
+      String tenant = rule.rule().tenant();
+      int others = 0;
+      for (CompiledRule r : rules.values()) {
+        if (java.util.Objects.equals(r.rule().tenant(), tenant) && !r.id().equals(key)) others++;
+      }
+      if (others >= limits.maxRulesPerTenant()) {
+        String scope = tenant == null ? "every tenant" : "tenant " + PyFormat.repr(tenant);
+        return "rule " + PyFormat.repr(key) + ": " + scope + " already has " + others
+            + " rules, the most allowed (rule_limits.max_rules_per_tenant)";
+      }
       rules.put(key, rule);
       byTenant.clear();
     }
