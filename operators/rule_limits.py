@@ -49,6 +49,8 @@ class RuleLimits:
     matches_cost: int = 50
     assumed_collection_size: int = 64
     max_cost: int = 10_000
+    # Not a limit on a rule: the per-tenant rule views a RuleSet keeps (least recently used evicted).
+    max_cached_tenants: int = 1024
 
     def __post_init__(self) -> None:
         # The reader recurses once per level: a bound keeps it far from Python's recursion limit.

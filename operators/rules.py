@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +222,12 @@ class RuleSet:
                 raise RuleError(f"duplicate rule id {rule.id!r}")
             self.rules[rule.id] = rule
         self.error_count = 0
-        self._by_tenant: dict[str, TenantRules] = {}
+        # Views of the tenants that have rules of their own, least recently used first, at most
+        # limits.max_cached_tenants; every other tenant shares one view (the rules for every tenant),
+        # so event content (a stream of distinct tenant names) cannot grow this.
+        self._by_tenant: OrderedDict[str | None, TenantRules] = OrderedDict()
+        self._own_rules: frozenset[str] = frozenset()
+        self._changed()
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -232,11 +238,24 @@ class RuleSet:
         return _rule_set, (self.catalogue, rules, self.error_count, self.limits)
 
     def for_tenant(self, tenant: str) -> TenantRules:
-        view = self._by_tenant.get(tenant)
-        if view is None:
-            applicable = (r for r in self.rules.values() if r.rule.tenant is None or r.rule.tenant == tenant)
-            view = self._by_tenant[tenant] = TenantRules(applicable, self.catalogue)
+        key = tenant if tenant in self._own_rules else None
+        view = self._by_tenant.get(key)
+        if view is not None:
+            self._by_tenant.move_to_end(key)
+            return view
+        applicable = (r for r in self.rules.values() if r.rule.tenant is None or r.rule.tenant == key)
+        view = self._by_tenant[key] = TenantRules(applicable, self.catalogue)
+        if len(self._by_tenant) > self.limits.max_cached_tenants:
+            self._by_tenant.popitem(last=False)
         return view
+
+    def cached_views(self) -> int:
+        """How many per-tenant views are cached (bounded by limits.max_cached_tenants)."""
+        return len(self._by_tenant)
+
+    def _changed(self) -> None:
+        self._by_tenant.clear()
+        self._own_rules = frozenset(r.rule.tenant for r in self.rules.values() if r.rule.tenant is not None)
 
     def apply_change(self, key: str, value: bytes | None) -> str | None:
         """Apply one record of the rules topic; an invalid one changes nothing and returns the reason.
@@ -245,7 +264,7 @@ class RuleSet:
         """
         if not value:
             if self.rules.pop(key, None) is not None:
-                self._by_tenant.clear()
+                self._changed()
             return None
         try:
             rule = compile_rule(value, self.catalogue, self.limits)
@@ -260,7 +279,7 @@ class RuleSet:
             return (f"rule {key!r}: {scope} already has {others} rules, "
                     f"the most allowed (rule_limits.max_rules_per_tenant)")
         self.rules[key] = rule
-        self._by_tenant.clear()
+        self._changed()
         return None
 
 

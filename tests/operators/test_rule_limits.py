@@ -129,3 +129,21 @@ def test_nesting_is_refused_exactly_above_the_limit(depth: int, opening: str) ->
     levels = depth + 1  # each bracket is a node above the literal
     verdict = check(when)
     assert (verdict.refused is not None) == (levels > DEFAULT_LIMITS.max_depth), (depth, verdict)
+
+
+def test_per_tenant_views_stay_bounded_whatever_the_tenant_names() -> None:
+    limits = RuleLimits(max_cached_tenants=8)
+    rules = RuleSet(CATALOGUE, limits=limits)
+    assert rules.apply_change("all", json.dumps(rule("visits > 1", "all")).encode()) is None
+    for i in range(20):  # 20 tenants with a rule of their own: more than the cache keeps
+        assert rules.apply_change(f"own{i}", json.dumps(rule("visits > 2", f"own{i}", tenant=f"t{i}")).encode()) is None
+    shared = rules.for_tenant("x" * 256)
+    for i in range(10_000):  # hostile event content: distinct, maximal tenant names
+        assert rules.for_tenant(f"{i:0256d}") is shared
+    assert rules.cached_views() == 1 and shared.ids == ("all",)
+    for _ in range(3):
+        for i in range(20):
+            view = rules.for_tenant(f"t{i}")
+            assert view.ids == ("all", f"own{i}")  # an evicted view is rebuilt the same
+            assert rules.cached_views() <= limits.max_cached_tenants
+    assert rules.cached_views() == limits.max_cached_tenants

@@ -16,8 +16,8 @@ import java.util.Set;
  */
 public record RuleLimits(int maxRulesPerTenant, int maxTenantBytes, int maxExpressionLength, int maxDepth,
     int maxLiteralEntries, int maxComprehensionNesting, int maxMatches, int matchesCost,
-    int assumedCollectionSize, int maxCost) implements Serializable {
-  public static final RuleLimits DEFAULT = new RuleLimits(100, 256, 4096, 32, 128, 2, 4, 50, 64, 10_000);
+    int assumedCollectionSize, int maxCost, int maxCachedTenants) implements Serializable {
+  public static final RuleLimits DEFAULT = new RuleLimits(100, 256, 4096, 32, 128, 2, 4, 50, 64, 10_000, 1024);
   static final Set<String> COMPREHENSIONS = Set.of("all", "exists", "exists_one", "map", "filter");
   private static final List<List<String>> LEVELS = List.of(List.of("||"), List.of("&&"),
       List.of("==", "!=", "<", "<=", ">", ">=", "in"), List.of("+", "-"), List.of("*", "/", "%"));
@@ -28,7 +28,7 @@ public record RuleLimits(int maxRulesPerTenant, int maxTenantBytes, int maxExpre
   public RuleLimits {
     if (maxDepth < 1 || maxDepth > 48) throw new IllegalArgumentException("max_depth must be between 1 and 48");
     for (int v : new int[] {maxRulesPerTenant, maxTenantBytes, maxExpressionLength, maxLiteralEntries,
-        maxComprehensionNesting, maxMatches, matchesCost, assumedCollectionSize, maxCost}) {
+        maxComprehensionNesting, maxMatches, matchesCost, assumedCollectionSize, maxCost, maxCachedTenants}) {
       if (v < 1) throw new IllegalArgumentException("rule limits must be positive integers");
     }
   }
@@ -44,7 +44,7 @@ public record RuleLimits(int maxRulesPerTenant, int maxTenantBytes, int maxExpre
           n.path("max_depth").asInt(d.maxDepth), n.path("max_literal_entries").asInt(d.maxLiteralEntries),
           n.path("max_comprehension_nesting").asInt(d.maxComprehensionNesting), n.path("max_matches").asInt(d.maxMatches),
           n.path("matches_cost").asInt(d.matchesCost), n.path("assumed_collection_size").asInt(d.assumedCollectionSize),
-          n.path("max_cost").asInt(d.maxCost));
+          n.path("max_cost").asInt(d.maxCost), n.path("max_cached_tenants").asInt(d.maxCachedTenants));
     } catch (java.io.IOException e) {
       throw new IllegalArgumentException("rule limits are not JSON: " + e.getMessage(), e);
     }

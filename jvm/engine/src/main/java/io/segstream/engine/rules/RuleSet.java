@@ -8,7 +8,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -20,7 +19,14 @@ public final class RuleSet implements Rules {
   private final List<String> statNames;
   private final RuleLimits limits;
   private final Map<String, CompiledRule> rules = new LinkedHashMap<>();
-  private final Map<String, TenantRulesImpl> byTenant = new ConcurrentHashMap<>();
+  /**
+   * Views of the tenants that have rules of their own, least recently used first, at most
+   * {@code limits.maxCachedTenants()}; every other tenant shares {@link #shared} (the rules for every
+   * tenant), so event content (a stream of distinct tenant names) cannot grow this. Guarded by rules.
+   */
+  private final LinkedHashMap<String, TenantRulesImpl> byTenant = new LinkedHashMap<>(16, 0.75f, true);
+  private volatile Set<String> ownRules = Set.of();
+  private volatile TenantRulesImpl shared;
   private final AtomicLong errorCount = new AtomicLong();
 
   public RuleSet(List<String> statNames, Iterable<CompiledRule> initial) throws RuleError {
@@ -34,6 +40,7 @@ public final class RuleSet implements Rules {
       if (rules.containsKey(rule.id())) throw new RuleError("duplicate rule id " + PyFormat.repr(rule.id()));
       rules.put(rule.id(), rule);
     }
+    changed();
   }
 
   public RuleSet(List<String> statNames) {
@@ -99,18 +106,50 @@ public final class RuleSet implements Rules {
 
   @Override
   public TenantRules forTenant(String tenant) {
-    TenantRulesImpl view = byTenant.get(tenant);
-    if (view == null) {
-      synchronized (rules) {
-        List<CompiledRule> applicable = new ArrayList<>();
-        for (CompiledRule r : rules.values()) {
-          if (r.rule().tenant() == null || r.rule().tenant().equals(tenant)) applicable.add(r);
+    if (tenant == null || !ownRules.contains(tenant)) {
+      TenantRulesImpl view = shared;
+      if (view == null) {
+        synchronized (rules) {
+          view = shared = build(null);
         }
-        view = new TenantRulesImpl(applicable, statNames);
-        byTenant.put(tenant, view);
       }
+      return view;
     }
-    return view;
+    synchronized (rules) {
+      TenantRulesImpl view = byTenant.get(tenant);
+      if (view == null) {
+        view = build(tenant);
+        byTenant.put(tenant, view);
+        if (byTenant.size() > limits.maxCachedTenants()) {
+          byTenant.remove(byTenant.keySet().iterator().next());  // the least recently used
+        }
+      }
+      return view;
+    }
+  }
+
+  /** How many views are cached: the per-tenant ones (at most maxCachedTenants) and the shared one. */
+  public int cachedViews() {
+    synchronized (rules) {
+      return byTenant.size() + (shared == null ? 0 : 1);
+    }
+  }
+
+  private TenantRulesImpl build(String tenant) {
+    List<CompiledRule> applicable = new ArrayList<>();
+    for (CompiledRule r : rules.values()) {
+      if (r.rule().tenant() == null || r.rule().tenant().equals(tenant)) applicable.add(r);
+    }
+    return new TenantRulesImpl(applicable, statNames);
+  }
+
+  /** After a change of the rules (caller holds the lock): the views are stale. */
+  private void changed() {
+    byTenant.clear();
+    shared = null;
+    Set<String> own = new HashSet<>();
+    for (CompiledRule r : rules.values()) if (r.rule().tenant() != null) own.add(r.rule().tenant());
+    ownRules = Set.copyOf(own);
   }
 
   /** One record of the rules topic; null if applied, else the reason (nothing changed).
@@ -118,7 +157,7 @@ public final class RuleSet implements Rules {
   public String applyChange(String key, byte[] value) {
     if (value == null || value.length == 0) {
       synchronized (rules) {
-        if (rules.remove(key) != null) byTenant.clear();
+        if (rules.remove(key) != null) changed();
       }
       return null;
     }
@@ -143,7 +182,7 @@ public final class RuleSet implements Rules {
             + " rules, the most allowed (rule_limits.max_rules_per_tenant)";
       }
       rules.put(key, rule);
-      byTenant.clear();
+      changed();
     }
     return null;
   }

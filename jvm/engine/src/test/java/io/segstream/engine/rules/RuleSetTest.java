@@ -211,4 +211,25 @@ class RuleSetTest {
         new RuleSet(STATS).applyChange("a", rule("a", "visits > 1 && " + " ".repeat(120_000) + ")")));
     assertThrows(IllegalArgumentException.class, () -> RuleLimits.fromJson("{\"max_depth\": 1000}"));
   }
+
+  @Test
+  void perTenantViewsStayBoundedWhateverTheTenantNames() {
+    RuleSet set = new RuleSet(STATS, RuleLimits.fromJson("{\"max_cached_tenants\": 8}"));
+    assertNull(set.applyChange("all", rule("all", "visits > 1")));
+    for (int i = 0; i < 20; i++) assertNull(set.applyChange("own" + i, rule("own" + i, "t" + i, "visits > 2")));
+    TenantRules shared = set.forTenant("x".repeat(256));
+    for (int i = 0; i < 10_000; i++) {  // hostile event content: distinct, maximal tenant names
+      assertSame(shared, set.forTenant(String.format("%0256d", i)));
+    }
+    assertEquals(1, set.cachedViews());
+    assertEquals(List.of("all"), shared.idsOf(shared.allMask()));
+    for (int round = 0; round < 3; round++) {
+      for (int i = 0; i < 20; i++) {
+        TenantRules view = set.forTenant("t" + i);
+        assertEquals(List.of("all", "own" + i), view.idsOf(view.allMask()));  // an evicted view is rebuilt the same
+        assertTrue(set.cachedViews() <= 8 + 1);
+      }
+    }
+    assertEquals(8 + 1, set.cachedViews());
+  }
 }
