@@ -83,7 +83,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
-                                    b.emulator_host)
+                                    b.emulator_host, b.give_up_after_s)
 
     # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md).
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,

@@ -86,13 +86,21 @@ public final class Pipeline {
    */
   public DataStreamSink<BigtableRows> attachBigtableSink(String project, String instance, String eventsTable,
       String profilesTable, int hashPrefixHex, String emulatorHost) {
+    return attachBigtableSink(project, instance, eventsTable, profilesTable, hashPrefixHex, emulatorHost,
+        BigtableSink.GIVE_UP_AFTER_S);
+  }
+
+  /** As above, with {@link BigtableSink#giveUpAfter} (bigtable.give_up_after_s). */
+  public DataStreamSink<BigtableRows> attachBigtableSink(String project, String instance, String eventsTable,
+      String profilesTable, int hashPrefixHex, String emulatorHost, long giveUpAfterS) {
     if (!mirror) throw new IllegalStateException("the pipeline was built without mirror");
     if (bigtableRows != null) throw new IllegalStateException("the Bigtable sink is attached already");
     bigtableRows = mirror()
         .process(new ToBigtableRows(hashPrefixHex, eventsTopic), Outputs.BIGTABLE_ROWS_TYPE)
         .name("Bigtable rows").uid(BIGTABLE_ROWS_UID);
     return bigtableRows
-        .sinkTo(new BigtableSink(project, instance, eventsTable, profilesTable, emulatorHost))
+        .sinkTo(new BigtableSink(project, instance, eventsTable, profilesTable, emulatorHost)
+            .giveUpAfter(java.time.Duration.ofSeconds(giveUpAfterS)))
         .name("Bigtable sink").uid(BIGTABLE_SINK_UID);
   }
 
