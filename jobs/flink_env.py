@@ -12,7 +12,7 @@ from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import EnvironmentSettings, StreamTableEnvironment
 
-from segstream.config import Settings
+from segstream.config import FlinkConfig, Settings
 from segstream.jvm import require
 
 
@@ -36,9 +36,7 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
         # Bounded runs finish with a final checkpoint so their last output is committed.
         "execution.checkpointing.checkpoints-after-tasks-finish": "true",
         "pipeline.max-parallelism": str(f.max_parallelism),
-        "restart-strategy.type": "fixed-delay",
-        "restart-strategy.fixed-delay.attempts": str(f.restart_attempts),
-        "restart-strategy.fixed-delay.delay": f"{f.restart_delay_ms} ms",
+        **restart_strategy(f),
         "table.exec.source.idle-timeout": f"{f.watermark_idleness_ms} ms",
     }
     if savepoint:
@@ -52,6 +50,23 @@ def flink_configuration(settings: Settings, jars: list[Path], savepoint: str | N
     for key, value in options.items():
         config.set_string(key, value)
     return config
+
+
+def restart_strategy(f: FlinkConfig) -> dict[str, str]:
+    """Flink's exponential-delay restart strategy from the flink section (config.py says why)."""
+    if f.restart_attempts == 0:
+        return {"restart-strategy.type": "none"}
+    options = {
+        "restart-strategy.type": "exponential-delay",
+        "restart-strategy.exponential-delay.initial-backoff": f"{f.restart_initial_backoff_ms} ms",
+        "restart-strategy.exponential-delay.max-backoff": f"{f.restart_max_backoff_ms} ms",
+        "restart-strategy.exponential-delay.backoff-multiplier": str(f.restart_backoff_multiplier),
+        "restart-strategy.exponential-delay.jitter-factor": str(f.restart_jitter_factor),
+        "restart-strategy.exponential-delay.reset-backoff-threshold": f"{f.restart_reset_threshold_ms} ms",
+    }
+    if f.restart_attempts is not None:
+        options["restart-strategy.exponential-delay.attempts-before-reset-backoff"] = str(f.restart_attempts)
+    return options
 
 
 _GC_FLAG = re.compile(r"-XX:[+-]Use\w*GC\b")

@@ -23,6 +23,7 @@ or sinks.bigtable.schema.ensure_tables): the job writes rows, it does not admini
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -77,11 +78,12 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
-                                          catalogue_json(settings), rules_json(settings), mirror)
+                                          catalogue_json(settings), rules_json(settings), mirror,
+                                          json.dumps(dataclasses.asdict(settings.rule_limits)))
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
-                                    b.emulator_host)
+                                    b.emulator_host, b.give_up_after_s)
 
     # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md).
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,

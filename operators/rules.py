@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from operators.catalogue import Catalogue
 from operators.events import Event
 from operators.rule_checks import check as conformance_check
 from operators.rule_guards import event_name_guard
+from operators.rule_limits import DEFAULT_LIMITS, RuleLimits, check_tenant
+from operators.rule_limits import check as limits_check
 
 EVENT_VARIABLE = "event"
 # Variables bound by CEL comprehension macros, e.g. the `k` of `event.values.exists(k, k == "a")`.
@@ -57,17 +60,27 @@ class CompiledRule:
         return self.rule.id
 
 
-def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRule:
+def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue,
+                 limits: RuleLimits = DEFAULT_LIMITS) -> CompiledRule:
     """Parse, validate and compile one rule (JSON text or a dict); raise RuleError with the reason."""
     data = _decode(raw)
     try:
         rule = Rule.model_validate(data)
     except ValidationError as exc:
         raise RuleError("; ".join(_describe(err) for err in exc.errors())) from None
+    problem = check_tenant(rule.tenant, limits)
+    if problem is not None:
+        raise RuleError(f"rule {rule.id!r}: {problem}")
+    # The limits are judged before the `cel` package sees the text: it panics or stalls on some.
+    verdict = limits_check(rule.when, limits)
+    if verdict.refused is not None:
+        raise RuleError(f"rule {rule.id!r}: `when` {verdict.refused}")
     try:
         program = cel.compile(rule.when)
     except Exception as exc:  # the binding raises ValueError, but any failure means the same
         raise RuleError(f"rule {rule.id!r}: `when` does not compile: {exc}") from None
+    if verdict.unreadable is not None:
+        raise RuleError(f"rule {rule.id!r}: `when` cannot be read by the limit checks: {verdict.unreadable}")
     bound = set(_MACRO_BINDING.findall(rule.when))
     names = set(program.variables()) - bound
     stat_names = set(catalogue.names)
@@ -89,10 +102,11 @@ def compile_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> CompiledRu
     )
 
 
-def validate_rule(raw: str | bytes | Mapping, catalogue: Catalogue) -> str | None:
+def validate_rule(raw: str | bytes | Mapping, catalogue: Catalogue,
+                  limits: RuleLimits = DEFAULT_LIMITS) -> str | None:
     """None if the rule is valid, else the reason."""
     try:
-        compile_rule(raw, catalogue)
+        compile_rule(raw, catalogue, limits)
     except RuleError as exc:
         return str(exc)
     return None
@@ -198,15 +212,22 @@ class TenantRules:
 class RuleSet:
     """All rules, changeable at run time; `error_count` counts rule evaluations that failed."""
 
-    def __init__(self, catalogue: Catalogue, rules: Iterable[CompiledRule] = ()) -> None:
+    def __init__(self, catalogue: Catalogue, rules: Iterable[CompiledRule] = (),
+                 limits: RuleLimits = DEFAULT_LIMITS) -> None:
         self.catalogue = catalogue
+        self.limits = limits
         self.rules: dict[str, CompiledRule] = {}
         for rule in rules:
             if rule.id in self.rules:
                 raise RuleError(f"duplicate rule id {rule.id!r}")
             self.rules[rule.id] = rule
         self.error_count = 0
-        self._by_tenant: dict[str, TenantRules] = {}
+        # Views of the tenants that have rules of their own, least recently used first, at most
+        # limits.max_cached_tenants; every other tenant shares one view (the rules for every tenant),
+        # so event content (a stream of distinct tenant names) cannot grow this.
+        self._by_tenant: OrderedDict[str | None, TenantRules] = OrderedDict()
+        self._own_rules: frozenset[str] = frozenset()
+        self._changed()
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -214,14 +235,27 @@ class RuleSet:
     def __reduce__(self) -> tuple:
         # Compiled cel programs do not pickle; the rules do, and compile again (PyFlink ships functions pickled).
         rules = [compiled.rule.model_dump(exclude_none=True) for compiled in self.rules.values()]
-        return _rule_set, (self.catalogue, rules, self.error_count)
+        return _rule_set, (self.catalogue, rules, self.error_count, self.limits)
 
     def for_tenant(self, tenant: str) -> TenantRules:
-        view = self._by_tenant.get(tenant)
-        if view is None:
-            applicable = (r for r in self.rules.values() if r.rule.tenant is None or r.rule.tenant == tenant)
-            view = self._by_tenant[tenant] = TenantRules(applicable, self.catalogue)
+        key = tenant if tenant in self._own_rules else None
+        view = self._by_tenant.get(key)
+        if view is not None:
+            self._by_tenant.move_to_end(key)
+            return view
+        applicable = (r for r in self.rules.values() if r.rule.tenant is None or r.rule.tenant == key)
+        view = self._by_tenant[key] = TenantRules(applicable, self.catalogue)
+        if len(self._by_tenant) > self.limits.max_cached_tenants:
+            self._by_tenant.popitem(last=False)
         return view
+
+    def cached_views(self) -> int:
+        """How many per-tenant views are cached (bounded by limits.max_cached_tenants)."""
+        return len(self._by_tenant)
+
+    def _changed(self) -> None:
+        self._by_tenant.clear()
+        self._own_rules = frozenset(r.rule.tenant for r in self.rules.values() if r.rule.tenant is not None)
 
     def apply_change(self, key: str, value: bytes | None) -> str | None:
         """Apply one record of the rules topic; an invalid one changes nothing and returns the reason.
@@ -230,26 +264,33 @@ class RuleSet:
         """
         if not value:
             if self.rules.pop(key, None) is not None:
-                self._by_tenant.clear()
+                self._changed()
             return None
         try:
-            rule = compile_rule(value, self.catalogue)
+            rule = compile_rule(value, self.catalogue, self.limits)
         except RuleError as exc:
             return str(exc)
         if rule.id != key:
             return f"record key {key!r} does not match rule id {rule.id!r}"
+        tenant = rule.rule.tenant
+        others = sum(1 for r in self.rules.values() if r.rule.tenant == tenant and r.id != key)
+        if others >= self.limits.max_rules_per_tenant:
+            scope = "every tenant" if tenant is None else f"tenant {tenant!r}"
+            return (f"rule {key!r}: {scope} already has {others} rules, "
+                    f"the most allowed (rule_limits.max_rules_per_tenant)")
         self.rules[key] = rule
-        self._by_tenant.clear()
+        self._changed()
         return None
 
 
-def _rule_set(catalogue: Catalogue, rules: list[dict], error_count: int) -> RuleSet:
-    rule_set = RuleSet(catalogue, [compile_rule(rule, catalogue) for rule in rules])
+def _rule_set(catalogue: Catalogue, rules: list[dict], error_count: int,
+              limits: RuleLimits = DEFAULT_LIMITS) -> RuleSet:
+    rule_set = RuleSet(catalogue, [compile_rule(rule, catalogue, limits) for rule in rules], limits)
     rule_set.error_count = error_count
     return rule_set
 
 
-def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
+def load_rules(path: str | Path, catalogue: Catalogue, limits: RuleLimits = DEFAULT_LIMITS) -> RuleSet:
     """The initial rule set from a YAML file with a `rules:` list; raise RuleError naming every bad rule."""
     with open(path, encoding="utf-8") as file:
         try:
@@ -263,7 +304,7 @@ def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
         try:
             if not isinstance(raw, dict):
                 raise RuleError(f"rule must be a mapping, got {type(raw).__name__}")
-            compiled.append(compile_rule(raw, catalogue))
+            compiled.append(compile_rule(raw, catalogue, limits))
         except RuleError as exc:
             problems.append(f"rules[{position}]: {exc}")
     seen: set[str] = set()
@@ -273,4 +314,4 @@ def load_rules(path: str | Path, catalogue: Catalogue) -> RuleSet:
         seen.add(rule.id)
     if problems:
         raise RuleError(f"{path}: invalid rules:\n" + "\n".join(problems))
-    return RuleSet(catalogue, compiled)
+    return RuleSet(catalogue, compiled, limits)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
@@ -81,9 +82,17 @@ class FlinkConfig(BaseModel):
     checkpoint_dir: str = ".segstream/checkpoints"
     watermark_out_of_orderness_ms: int = 5_000
     watermark_idleness_ms: int = 10_000
-    # Restarts after a failure before the job gives up (each restart restores the last checkpoint).
-    restart_attempts: int = 5
-    restart_delay_ms: int = 2_000
+    # Restarts after a failure, each from the last checkpoint, with an exponential delay (Flink's
+    # exponential-delay strategy): initial, x multiplier per failure in a row, at most max, +-jitter;
+    # after reset_threshold without a failure the delay starts from initial again. None attempts:
+    # never give up (a 10-minute Kafka or Bigtable outage ends in recovery, docs/recovery.md);
+    # N: FAILED after N restarts in a row without reset; 0: no restart at all (the first failure fails).
+    restart_attempts: int | None = None
+    restart_initial_backoff_ms: int = 1_000
+    restart_max_backoff_ms: int = 60_000
+    restart_backoff_multiplier: float = 2.0
+    restart_jitter_factor: float = 0.1
+    restart_reset_threshold_ms: int = 600_000
     # The job jar (segstream's Flink operator with the Kafka connector and its kafka-clients), built
     # from jvm/ by scripts/setup.sh; the job puts it in pipeline.jars, so `flink run` ships it.
     job_jar: str = ".segstream/jvm/segstream-job.jar"
@@ -121,6 +130,7 @@ class Settings(BaseSettings):
     windows: WindowsConfig = WindowsConfig()
     alerts: AlertsConfig = AlertsConfig()
     serving: ServingConfig = ServingConfig()
+    rule_limits: RuleLimits = RuleLimits()
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

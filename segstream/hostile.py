@@ -380,6 +380,20 @@ def _rule_huge(rng: random.Random, i: int) -> tuple[bytes | None, bytes | None]:
     return f"hr{i}".encode(), _json(_rule(i, when=when))
 
 
+def _rule_over_limit(rng: random.Random, i: int) -> tuple[bytes | None, bytes | None]:
+    """A rule over one of operators/rule_limits.py's limits: the cases that crash or stall cel-rust."""
+    forty, hundred = str(list(range(40))), str(list(range(100)))
+    when = rng.choice([
+        "sessions > 1 && " + " " * 66_000 + ")",  # a syntax error past column 65,535: cel-rust panics
+        f"{forty}.map(a, {forty}.map(b, {forty}.map(c, c))).size() > 0",  # aborts the Python process
+        f"{forty}.map(x, {forty}.map(y, {forty})).size() > sessions",
+        f"{hundred}.all(x, {hundred}.all(y, {hundred}.all(z, x + y + z >= 0)))",  # 0.3 s per evaluation
+        "(" * rng.randint(33, 300) + "sessions" + ")" * 3 + " > 1",
+        "event.values.exists(k, k.matches('^a'))",
+    ])
+    return f"hr{i}".encode(), _json(_rule(i, when=when))
+
+
 def _rule_deep(rng: random.Random, i: int) -> tuple[bytes | None, bytes | None]:
     n = rng.randint(300, 900)  # deep JSON in a field the rule schema does not have (both parsers read it)
     return f"hr{i}".encode(), _json(_rule(i))[:-1] + b',"extra":' + b"[" * n + b"]" * n + b"}"
@@ -403,7 +417,10 @@ RULE_CLASSES: list[HostileClass] = [
     HostileClass("rule_not_object", r"rule: rule must be a JSON object, got \w+", _rule_not_object),
     HostileClass("rule_no_compile", r"rule: rule '\w+': `when` does not compile: .*", _rule_no_compile),
     HostileClass("rule_unknown_stat", r"rule: rule '\w+': `when` uses unknown name\(s\) .*", _rule_unknown_stat),
-    HostileClass("rule_huge", r"rule: rule '\w+': `when` uses unknown name\(s\) .*", _rule_huge),
+    HostileClass("rule_huge", r"rule: rule '\w+': `when` is longer than 4096 characters", _rule_huge),
+    HostileClass("rule_over_limit", r"rule: rule '\w+': `when` (is longer than 4096 characters|nests comprehensions "
+                 r"deeper than 2|has an estimated cost above 10000 .*|is nested deeper than 32 levels|calls "
+                 r"matches\(\) inside a comprehension)", _rule_over_limit),
     HostileClass("rule_deep", r"rule: `extra`: Extra inputs are not permitted", _rule_deep),
     HostileClass("rule_wrong_types", r"rule: `\w+`: .*", _rule_wrong_types),
     HostileClass("rule_key_mismatch", r"rule: record key 'other\d+' does not match rule id 'hr\d+'",

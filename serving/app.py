@@ -419,7 +419,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
                     raise Refused(403, "a tenant key publishes rules for its own tenant only")
                 data["tenant"] = entry.tenant
             rule = {"id": full_id, **data}
-            reason = validate_rule(rule, catalogue)
+            reason = validate_rule(rule, catalogue, settings.rule_limits)
             if reason is not None:
                 raise Refused(400, reason)
         except Refused as refused:

@@ -20,3 +20,6 @@ class BigtableConfig(BaseModel):
     profiles_table: str = "profiles"
     retention_days: int = 90
     hash_prefix_hex: int = 4
+    # The job's sink retries transient errors this long before the rows fail the job (which then
+    # restarts from its last checkpoint: flink.restart_*). BigtableSink.giveUpAfter.
+    give_up_after_s: int = 300

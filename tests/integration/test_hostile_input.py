@@ -2,7 +2,7 @@
 with ≥ 1,000 records of every hostile class of segstream/hostile.py (fewer of the 1 MiB+ records:
 see GIANTS) shuffled into valid traffic, and ≥ 1,000 hostile rule records.
 
-- no restart: the job runs with `flink.restart_attempts: 0` (fixed-delay, no attempt), so any
+- no restart: the job runs with `flink.restart_attempts: 0` (restart strategy none), so any
   failure fails the job, and run_job its run;
 - every invalid record is dead-lettered exactly once, from its topic, partition and offset, with
   the reason of the Python contract (operators.events.parse_record; rules: RuleSet.apply_change),

@@ -115,6 +115,11 @@ def test_rules_are_checked_and_scoped_to_the_keys_tenant(offline, tmp_path: Path
          "rule 'acme:r1': `when` uses unknown name(s) 'no_such_stat'"),
         (client.put("/v1/rules/r1", json={**rule, "when": "events_total >="}, headers=auth(key)), 400,
          "rule 'acme:r1': `when` does not compile"),
+        # Over a limit (operators/rule_limits.py): refused before anything compiles it.
+        (client.put("/v1/rules/r1", json={**rule, "when": "events_total > 1 && " + " " * 66_000 + ")"},
+                    headers=auth(key)), 413, "body is over"),
+        (client.put("/v1/rules/r1", json={**rule, "when": "[1, 2].all(x, [3].all(y, [4].all(z, x < y + z)))"},
+                    headers=auth(key)), 400, "rule 'acme:r1': `when` nests comprehensions deeper than 2"),
         (client.delete("/v1/rules/a:b", headers=auth(key)), 400, "rule id must be"),
         # Valid: published as acme:r1, but Kafka is down.
         (client.put("/v1/rules/r1", json=rule, headers=auth(key)), 503, "Kafka did not take the rule"),

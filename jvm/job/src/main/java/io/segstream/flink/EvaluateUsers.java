@@ -6,6 +6,7 @@ import io.segstream.engine.Event;
 import io.segstream.engine.Events;
 import io.segstream.engine.Json;
 import io.segstream.engine.rules.RuleError;
+import io.segstream.engine.rules.RuleLimits;
 import io.segstream.engine.rules.RuleSet;
 import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
@@ -71,6 +72,8 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   private final String eventsTopic;
   private final String rulesTopic;
   private final boolean mirror;
+  /** segstream's `rule_limits` section as JSON (RuleLimits.fromJson; empty: the defaults). */
+  private final String ruleLimitsJson;
 
   private transient Catalogue catalogue;
   private transient RuleSet rules;
@@ -93,6 +96,13 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
    */
   public EvaluateUsers(String catalogueJson, String initialRulesJson, String eventsTopic, String rulesTopic,
       boolean mirror) {
+    this(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, "");
+  }
+
+  /** @param ruleLimitsJson the limits every rule is judged by, as JSON ({@link RuleLimits#fromJson}) */
+  public EvaluateUsers(String catalogueJson, String initialRulesJson, String eventsTopic, String rulesTopic,
+      boolean mirror, String ruleLimitsJson) {
+    this.ruleLimitsJson = ruleLimitsJson;
     this.catalogueJson = catalogueJson;
     this.initialRulesJson = initialRulesJson;
     this.eventsTopic = eventsTopic;
@@ -103,7 +113,8 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
 
   private RuleSet loadRules(Catalogue catalogue) {
     try {
-      return RuleSet.load("initial rules", initialRulesJson.getBytes(StandardCharsets.UTF_8), catalogue.names());
+      return RuleSet.load("initial rules", initialRulesJson.getBytes(StandardCharsets.UTF_8), catalogue.names(),
+          RuleLimits.fromJson(ruleLimitsJson));
     } catch (RuleError e) {
       throw new IllegalArgumentException(e.getMessage(), e);
     }

@@ -40,16 +40,22 @@ public final class Pipeline {
     this.eventsTopic = eventsTopic;
   }
 
-  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments; the default rule limits. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, "");
+  }
+
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson) {
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
         .process(new ParseEvents(eventsTopic), Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
         .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
-        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror),
+        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
     return new Pipeline(parsed, evaluations, mirror, eventsTopic);
@@ -80,13 +86,21 @@ public final class Pipeline {
    */
   public DataStreamSink<BigtableRows> attachBigtableSink(String project, String instance, String eventsTable,
       String profilesTable, int hashPrefixHex, String emulatorHost) {
+    return attachBigtableSink(project, instance, eventsTable, profilesTable, hashPrefixHex, emulatorHost,
+        BigtableSink.GIVE_UP_AFTER_S);
+  }
+
+  /** As above, with {@link BigtableSink#giveUpAfter} (bigtable.give_up_after_s). */
+  public DataStreamSink<BigtableRows> attachBigtableSink(String project, String instance, String eventsTable,
+      String profilesTable, int hashPrefixHex, String emulatorHost, long giveUpAfterS) {
     if (!mirror) throw new IllegalStateException("the pipeline was built without mirror");
     if (bigtableRows != null) throw new IllegalStateException("the Bigtable sink is attached already");
     bigtableRows = mirror()
         .process(new ToBigtableRows(hashPrefixHex, eventsTopic), Outputs.BIGTABLE_ROWS_TYPE)
         .name("Bigtable rows").uid(BIGTABLE_ROWS_UID);
     return bigtableRows
-        .sinkTo(new BigtableSink(project, instance, eventsTable, profilesTable, emulatorHost))
+        .sinkTo(new BigtableSink(project, instance, eventsTable, profilesTable, emulatorHost)
+            .giveUpAfter(java.time.Duration.ofSeconds(giveUpAfterS)))
         .name("Bigtable sink").uid(BIGTABLE_SINK_UID);
   }
 

@@ -42,14 +42,22 @@ public class ToBigtableRows extends ProcessFunction<Tuple2<String, String>, Bigt
 
   @Override
   public void processElement(Tuple2<String, String> in, Context ctx, Collector<BigtableRows> out) {
-    String reason;
+    String reason = null;
+    BigtableRows rows;
     try {
-      out.collect(BigtableRows.of(in.f0, in.f1, hashPrefixHex));
-      return;
+      rows = BigtableRows.of(in.f0, in.f1, hashPrefixHex);
     } catch (BigtableRows.InvalidRow e) {
+      rows = null;
       reason = "bigtable: " + e.getMessage();
     } catch (Exception e) {  // our own JSON: a bug, but one record must not stop the job
+      rows = null;
       reason = "internal: " + e;
+    }
+    if (rows != null) {
+      // Outside the try: the chained sink's failure (Bigtable unreachable past its give-up time) must
+      // fail the task, which restarts from the checkpoint; it is not this record's fault.
+      out.collect(rows);
+      return;
     }
     invalidRows.inc();
     LOG.warn("not mirrored to Bigtable, dead-lettered: {}", reason);

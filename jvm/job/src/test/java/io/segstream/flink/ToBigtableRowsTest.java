@@ -35,4 +35,24 @@ class ToBigtableRowsTest {
           new String((byte[]) letters.get(0).getField(1), StandardCharsets.UTF_8));
     }
   }
+
+  @Test
+  void aFailureDownstreamFailsTheTaskNotTheRecord() {
+    // The chained Bigtable sink failing (an outage past its give-up time) is not this record's fault:
+    // it must fail the task (restart from the checkpoint), never dead-letter a valid event.
+    String ok = "{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":1,\"name\":\"n\",\"values\":{},\"tenant\":\"default\"}";
+    org.apache.flink.util.Collector<BigtableRows> failing = new org.apache.flink.util.Collector<>() {
+      @Override
+      public void collect(BigtableRows record) {
+        throw new IllegalStateException("Bigtable unreachable");
+      }
+
+      @Override
+      public void close() {}
+    };
+    ToBigtableRows f = new ToBigtableRows(4, "events");
+    IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+        () -> f.processElement(Tuple2.of(ok, String.format(EVALUATION, "e")), null, failing));
+    assertEquals("Bigtable unreachable", e.getMessage());
+  }
 }

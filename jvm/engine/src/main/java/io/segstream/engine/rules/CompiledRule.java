@@ -28,16 +28,33 @@ public record CompiledRule(Rule rule, CelRuntime.Program program, List<String> s
 
   /** Decode, validate and compile a rules-topic value; RuleError with the reason (rules.py compile_rule). */
   public static CompiledRule compile(byte[] raw, Collection<String> statNames) throws RuleError {
-    return compile(Rule.decode(raw), statNames);
+    return compile(raw, statNames, RuleLimits.DEFAULT);
+  }
+
+  public static CompiledRule compile(byte[] raw, Collection<String> statNames, RuleLimits limits) throws RuleError {
+    return compile(Rule.decode(raw), statNames, limits);
   }
 
   public static CompiledRule compile(JsonNode obj, Collection<String> statNames) throws RuleError {
+    return compile(obj, statNames, RuleLimits.DEFAULT);
+  }
+
+  public static CompiledRule compile(JsonNode obj, Collection<String> statNames, RuleLimits limits) throws RuleError {
     if (!obj.isObject()) throw new RuleError("rule must be a JSON object, got " + Rule.pythonType(obj));
-    return compile(Rule.validate(obj), statNames);
+    return compile(Rule.validate(obj), statNames, limits);
   }
 
   public static CompiledRule compile(Rule rule, Collection<String> statNames) throws RuleError {
+    return compile(rule, statNames, RuleLimits.DEFAULT);
+  }
+
+  public static CompiledRule compile(Rule rule, Collection<String> statNames, RuleLimits limits) throws RuleError {
     String prefix = "rule " + rule.reprId() + ": ";
+    String tenantProblem = limits.checkTenant(rule.tenant());
+    if (tenantProblem != null) throw new RuleError(prefix + tenantProblem);
+    // Judged before CEL-Java sees the text, as the Python engine must (rule_limits.py).
+    RuleLimits.Verdict verdict = limits.check(rule.when());
+    if (verdict.refused() != null) throw new RuleError(prefix + "`when` " + verdict.refused());
     CelAbstractSyntaxTree ast;
     CelRuntime.Program program;
     try {
@@ -47,6 +64,9 @@ public record CompiledRule(Rule rule, CelRuntime.Program program, List<String> s
       throw new RuleError(prefix + "`when` does not compile: " + e.getMessage());
     } catch (Exception e) {
       throw new RuleError(prefix + "`when` does not compile: " + e);
+    }
+    if (verdict.unreadable() != null) {
+      throw new RuleError(prefix + "`when` cannot be read by the limit checks: " + verdict.unreadable());
     }
     Set<String> names = identifiers(ast.getExpr());
     names.removeAll(RuleGuards.macroBindings(rule.when()));

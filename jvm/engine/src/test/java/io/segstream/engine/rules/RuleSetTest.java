@@ -178,4 +178,58 @@ class RuleSetTest {
     assertEquals("inf", PyFormat.rustDisplay(Double.POSITIVE_INFINITY));
     assertEquals("NaN", PyFormat.rustDisplay(Double.NaN));
   }
+
+  @Test
+  void ruleCountPerTenantIsBounded() {
+    RuleLimits two = RuleLimits.fromJson("{\"max_rules_per_tenant\": 2}");
+    assertEquals(2, two.maxRulesPerTenant());
+    assertEquals(RuleLimits.DEFAULT.maxCost(), two.maxCost());  // missing keys: the defaults
+    RuleSet set = new RuleSet(STATS, two);
+    assertNull(set.applyChange("a", rule("a", "acme", "visits > 1")));
+    assertNull(set.applyChange("b", rule("b", "acme", "visits > 1")));
+    assertNull(set.applyChange("a", rule("a", "acme", "visits > 2")));  // a replacement is not one more
+    assertEquals("rule 'c': tenant 'acme' already has 2 rules, the most allowed (rule_limits.max_rules_per_tenant)",
+        set.applyChange("c", rule("c", "acme", "visits > 1")));
+    assertNull(set.applyChange("c", rule("c", "other", "visits > 1")));
+    assertNull(set.applyChange("g1", rule("g1", "visits > 1")));
+    assertNull(set.applyChange("g2", rule("g2", "visits > 1")));
+    assertEquals("rule 'g3': every tenant already has 2 rules, the most allowed (rule_limits.max_rules_per_tenant)",
+        set.applyChange("g3", rule("g3", "visits > 1")));
+    assertNull(set.applyChange("a", (byte[]) null));
+    assertNull(set.applyChange("d", rule("d", "acme", "visits > 1")));  // a delete frees one
+    assertEquals(5, set.size());
+  }
+
+  @Test
+  void limitsAreJudgedBeforeCompilingAndConfigurable() {
+    RuleSet set = new RuleSet(STATS, RuleLimits.fromJson("{\"max_cost\": 10}"));
+    assertEquals("rule 'a': `when` has an estimated cost above 10 (docs/security.md)",
+        set.applyChange("a", rule("a", "[1, 2, 3].all(x, x > visits)")));
+    assertNull(new RuleSet(STATS).applyChange("a", rule("a", "[1, 2, 3].all(x, x > visits)")));
+    // Past CEL-Java's own maxExpressionCodePointSize (100,000): refused by length, not by the parser.
+    assertEquals("rule 'a': `when` is longer than 4096 characters",
+        new RuleSet(STATS).applyChange("a", rule("a", "visits > 1 && " + " ".repeat(120_000) + ")")));
+    assertThrows(IllegalArgumentException.class, () -> RuleLimits.fromJson("{\"max_depth\": 1000}"));
+  }
+
+  @Test
+  void perTenantViewsStayBoundedWhateverTheTenantNames() {
+    RuleSet set = new RuleSet(STATS, RuleLimits.fromJson("{\"max_cached_tenants\": 8}"));
+    assertNull(set.applyChange("all", rule("all", "visits > 1")));
+    for (int i = 0; i < 20; i++) assertNull(set.applyChange("own" + i, rule("own" + i, "t" + i, "visits > 2")));
+    TenantRules shared = set.forTenant("x".repeat(256));
+    for (int i = 0; i < 10_000; i++) {  // hostile event content: distinct, maximal tenant names
+      assertSame(shared, set.forTenant(String.format("%0256d", i)));
+    }
+    assertEquals(1, set.cachedViews());
+    assertEquals(List.of("all"), shared.idsOf(shared.allMask()));
+    for (int round = 0; round < 3; round++) {
+      for (int i = 0; i < 20; i++) {
+        TenantRules view = set.forTenant("t" + i);
+        assertEquals(List.of("all", "own" + i), view.idsOf(view.allMask()));  // an evicted view is rebuilt the same
+        assertTrue(set.cachedViews() <= 8 + 1);
+      }
+    }
+    assertEquals(8 + 1, set.cachedViews());
+  }
 }
