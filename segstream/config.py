@@ -33,6 +33,8 @@ class Topics(BaseModel):
     aggregates: str = "aggregates"
     alerts: str = "alerts"
     late_events: str = "late-events"
+    # Every rule record the job applied, with its rules_version, never compacted (docs/batch.md).
+    rules_log: str = "rules-log"
 
 
 class KafkaConfig(BaseModel):
