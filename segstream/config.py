@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from batch.config import BatchConfig
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
     windows: WindowsConfig = WindowsConfig()
     alerts: AlertsConfig = AlertsConfig()
     serving: ServingConfig = ServingConfig()
+    batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).
