@@ -16,5 +16,9 @@ class BatchConfig(BaseModel):
     # One key range's read may take long on a big table; a silent server fails sooner (attempt).
     read_timeout_s: float = Field(default=3600.0, gt=0)
     attempt_timeout_s: float = Field(default=60.0, gt=0)
+    # Beam pipeline options replacing the local DirectRunner ones, e.g. ["--runner=DataflowRunner",
+    # "--project=p", "--region=r", "--temp_location=gs://b/tmp", "--setup_file=./setup.py"]: docs/batch.md,
+    # "Production runners" (untested here).
+    pipeline_options: list[str] = []
     # Where `segstream recompute` writes its files unless --out says otherwise.
     out_dir: str = ".segstream/recompute"

@@ -170,8 +170,11 @@ def run(bigtable: BigtableConfig, batch: BatchConfig, rules: Rules, selection: S
     for old in list(out_dir.glob("profiles-*")) + list(out_dir.glob("compare-*")):
         old.unlink()
     n_workers = workers or batch.workers
-    options = PipelineOptions(flags=[], runner="DirectRunner", direct_running_mode="multi_processing",
-                              direct_num_workers=n_workers)
+    if batch.pipeline_options:  # a production runner (docs/batch.md): its options, as given
+        options = PipelineOptions(flags=list(batch.pipeline_options))
+    else:
+        options = PipelineOptions(flags=[], runner="DirectRunner", direct_running_mode="multi_processing",
+                                  direct_num_workers=n_workers)
     with tempfile.TemporaryDirectory(prefix="segstream-recompute-") as progress_dir:
         reporter = _Reporter(progress_dir, batch.progress_interval_s, progress)
         started = time.monotonic()
