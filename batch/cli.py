@@ -27,7 +27,13 @@ def _rules(settings: Settings, rules_file: str | None, with_log: bool = True):
     initial = read_rules_file(settings.path(settings.rules_file))
     if rules_file is not None:
         return Rules(catalogue, initial, [], fixed=read_rules_file(rules_file))
-    log = read_rule_log(settings.kafka.bootstrap_servers, settings.kafka.topics.rules_log) if with_log else []
+    from confluent_kafka import KafkaException
+
+    try:
+        log = read_rule_log(settings.kafka.bootstrap_servers, settings.kafka.topics.rules_log) if with_log else []
+    except KafkaException as exc:
+        raise StackError(f"cannot read the rule log {settings.kafka.topics.rules_log!r} from Kafka at "
+                         f"{settings.kafka.bootstrap_servers}: {exc}") from None
     return Rules(catalogue, initial, log)
 
 

@@ -17,9 +17,10 @@ from google.cloud.bigtable.data import BigtableDataClient
 from batch import pipeline
 from batch.compare import summarize
 from batch.config import BatchConfig
-from batch.explain import explain, read_user
+from batch.explain import dry_run, explain, read_user
 from batch.history import Reader, prefix_ranges, probe
 from batch.rulelog import RuleHistory
+from operators.rules import compile_rule
 from segstream.testing import free_port
 from sinks.bigtable import BigtableUnavailable, mutations, point_at_instance
 from sinks.bigtable.config import BigtableConfig
@@ -94,6 +95,17 @@ def test_recompute_reproduces_every_profile_and_the_report_is_100_percent(crafte
     report = summarize(result.lines("compare"), b.retention_days)
     assert report["equal_pct"] == 100.0 and report["compared_users"] == len(expected)
     assert report["missing_users"] == report["extra_users"] == report["past_retention"]["users"] == 0
+
+    # `segstream rules try` over these recomputed profiles: a stricter high_value_member.
+    stricter = compile_rule({"id": "high_value_member", "description": "stricter",
+                             "when": "is_member == true && avg_purchase != null && avg_purchase > 6500.0"}, catalogue())
+    answer = dry_run([stricter], catalogue(), result.lines("profiles"))["high_value_member"]
+    now = {u for u, d in expected.items() if "high_value_member" in d["segments"]}
+    would = {u for u, d in expected.items() if d["stats"]["is_member"] and (d["stats"]["avg_purchase"] or 0) > 6500}
+    assert now and now - would  # the test is not vacuous: some would leave
+    assert (answer["in_segment_now"], answer["would_be_in_segment"]) == (len(now), len(would))
+    assert answer["would_exit"] == len(now - would) and answer["would_enter"] == len(would - now)
+    assert set(answer["exit_examples"]) <= {f"{t}/{u}" for t, u in now - would}
 
 
 def test_a_corrupted_profile_shows_up_in_the_report(crafted, tmp_path):
