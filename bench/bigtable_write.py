@@ -37,6 +37,7 @@ from segstream import emulator  # noqa: E402
 from segstream.config import Settings  # noqa: E402
 from segstream.testing import free_port  # noqa: E402
 from sinks.bigtable import keys, point_at_instance, schema  # noqa: E402
+from sinks.bigtable.config import BigtableConfig  # noqa: E402
 
 USERS = 1000
 
@@ -84,25 +85,31 @@ def emulator_pid(host_port: str) -> int | None:
     return None
 
 
-def bench_jvm_writer(settings: Settings, n: int, work: Path) -> None:
+def sink_tool_command(settings: Settings, b: BigtableConfig) -> list[str]:
+    """BigtableSinkTool from the job jar (Flink is provided: the PyFlink wheel's jars), writing to `b`;
+    it reads [event JSON, evaluation JSON] lines on stdin."""
     import pyflink
 
     from segstream.jvm import require
 
+    jar = require(settings.path(settings.flink.job_jar), "the job jar")
+    classpath = f"{jar}:{Path(pyflink.__file__).parent / 'lib'}/*"
+    return ["java", "-cp", classpath, "io.segstream.flink.BigtableSinkTool", b.emulator_host, b.project, b.instance,
+            b.events_table, b.profiles_table, str(b.hash_prefix_hex)]
+
+
+def bench_jvm_writer(settings: Settings, n: int, work: Path) -> None:
     tenant, stamp = f"bench-{uuid.uuid4().hex[:6]}", int(time.time() * 1000) - 3_600_000
     lines = work / "records.jsonl"
     lines.write_bytes(b"".join(orjson.dumps(list(record(tenant, i, stamp))) + b"\n" for i in range(n)))
     b = settings.bigtable
-    jar = require(settings.path(settings.flink.job_jar), "the job jar")
-    classpath = f"{jar}:{Path(pyflink.__file__).parent / 'lib'}/*"  # Flink is provided
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     pid = emulator_pid(b.emulator_host)
     emulator_cpu = cpu_seconds(pid) if pid else float("nan")
     writer_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     with lines.open("rb") as stdin:
-        out = subprocess.run(["java", "-cp", classpath, "io.segstream.flink.BigtableSinkTool", b.emulator_host,
-                              b.project, b.instance, b.events_table, b.profiles_table, str(b.hash_prefix_hex)],
-                             stdin=stdin, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(sink_tool_command(settings, b), stdin=stdin, capture_output=True, text=True,
+                             check=True).stdout
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     writer_cpu_s = after.ru_utime + after.ru_stime - writer_cpu.ru_utime - writer_cpu.ru_stime

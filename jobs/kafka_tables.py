@@ -109,7 +109,7 @@ def sink_ddl(table: str, topic: str, settings: Settings, key_type: str, value_ty
 
 def create_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> None:
     """The job's edge tables: sources `events_source` and `rules_source`, sinks `evaluations_sink`,
-    `expirations_sink` (transactional with exactly-once) and `dead_letters_sink`. Bounded: the
+    `expirations_sink` (transactional with exactly-once), `dead_letters_sink` and `rules_log_sink`. Bounded: the
     sources stop at the end offsets found now."""
     from segstream.kafka_admin import end_offsets
 
@@ -125,6 +125,9 @@ def create_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
     t_env.execute_sql(sink_ddl("expirations_sink", topics.expirations, settings, "STRING", "STRING",
                                transactional=True))
     t_env.execute_sql(sink_ddl("dead_letters_sink", topics.dead_letters, settings, "BYTES", "BYTES",
+                               transactional=False))
+    # The versioned rule log (docs/batch.md): entries are keyed by version, so copies are harmless.
+    t_env.execute_sql(sink_ddl("rules_log_sink", topics.rules_log, settings, "STRING", "STRING",
                                transactional=False))
 
 

@@ -90,7 +90,7 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
                              "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 
     insert_streams(t_env, {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
-                           "dead_letters_sink": pipeline.deadLetters()})
+                           "dead_letters_sink": pipeline.deadLetters(), "rules_log_sink": pipeline.ruleLog()})
 
 
 def main(argv: list[str] | None = None) -> None:

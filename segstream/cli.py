@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from batch import cli as batch_cli
 from segstream.cluster_cli import cluster_app, job_app
 from segstream.config import Settings, load_settings
 from segstream.errors import StackError, one_line_errors
@@ -32,6 +33,10 @@ alerts_app = typer.Typer(no_args_is_help=True, help="Surge alerts: list them, se
 app.add_typer(alerts_app, name="alerts")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenant keys of the tracking front (segstream serve).")
 app.add_typer(tenant_app, name="tenant")
+# The batch layer (batch/, docs/batch.md): recompute, explain, rules try.
+app.command("recompute")(batch_cli.recompute)
+app.command("explain")(batch_cli.explain)
+app.add_typer(batch_cli.rules_app, name="rules")
 console = Console()
 
 

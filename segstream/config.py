@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
+from batch.config import BatchConfig
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
@@ -34,6 +35,8 @@ class Topics(BaseModel):
     aggregates: str = "aggregates"
     alerts: str = "alerts"
     late_events: str = "late-events"
+    # Every rule record the job applied, with its rules_version, never compacted (docs/batch.md).
+    rules_log: str = "rules-log"
 
 
 class KafkaConfig(BaseModel):
@@ -131,6 +134,7 @@ class Settings(BaseSettings):
     alerts: AlertsConfig = AlertsConfig()
     serving: ServingConfig = ServingConfig()
     rule_limits: RuleLimits = RuleLimits()
+    batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

@@ -22,6 +22,8 @@ class Evaluation(msgspec.Struct, frozen=True):
     seq: int
     stats: msgspec.Raw
     segments: msgspec.Raw
+    # The count of rules-topic records the job had applied (docs/events.md); absent outside the job.
+    rules_version: int = 0
 
 
 _event_decoder = msgspec.json.Decoder(Event)
@@ -38,16 +40,21 @@ def decode_event(event_json: bytes) -> Event:
     return _event_decoder.decode(event_json)
 
 
-def event_entry(event: Event, event_json: bytes, width: int) -> RowMutationEntry:
+def event_entry(event: Event, event_json: bytes, width: int, seq: int, rules_version: int) -> RowMutationEntry:
     """The event's row: payload as encoded upstream (event_json), cell time = event time, so
-    retention is by event time and a rewrite replaces the cell instead of adding a version."""
+    retention is by event time and a rewrite replaces the cell instead of adding a version.
+    `seq` and `rules_version` are those of the event's evaluation: a replay (batch/) processes a
+    user's events in seq order, the live engine's, under the rule set of that version."""
     at = _micros(event.ts, "event ts")
     key = keys.event_key(event.tenant, event.user_id, event.ts, event.event_id, width)
+    family = schema.EVENTS_FAMILY
     return RowMutationEntry(
         key,
         [
-            SetCell(schema.EVENTS_FAMILY, schema.PAYLOAD, event_json, at),
-            SetCell(schema.EVENTS_FAMILY, schema.NAME, event.name.encode(), at),
+            SetCell(family, schema.PAYLOAD, event_json, at),
+            SetCell(family, schema.NAME, event.name.encode(), at),
+            SetCell(family, schema.SEQ, str(seq).encode(), at),
+            SetCell(family, schema.RULES_VERSION, str(rules_version).encode(), at),
         ],
     )
 
@@ -66,5 +73,14 @@ def profile_entry(evaluation_json: bytes, width: int) -> RowMutationEntry:
             SetCell(family, schema.TS, str(ev.ts).encode(), at),
             SetCell(family, schema.EVENT_ID, ev.event_id.encode(), at),
             SetCell(family, schema.SEQ, str(ev.seq).encode(), at),
+            SetCell(family, schema.RULES_VERSION, str(ev.rules_version).encode(), at),
         ],
     )
+
+
+def entries(event_json: bytes, evaluation_json: bytes, width: int) -> tuple[RowMutationEntry, RowMutationEntry]:
+    """Both rows of one (event, evaluation) pair of the job's mirror, as the JVM sink's
+    BigtableRows.of makes them: (events row, profile row)."""
+    ev = _evaluation_decoder.decode(evaluation_json)
+    event = decode_event(event_json)
+    return event_entry(event, event_json, width, ev.seq, ev.rules_version), profile_entry(evaluation_json, width)

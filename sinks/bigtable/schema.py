@@ -16,6 +16,7 @@ from sinks.bigtable.config import BigtableConfig
 EVENTS_FAMILY = "e"
 PAYLOAD = b"payload"  # the event as encoded by operators.events.encode_event
 NAME = b"name"  # lets a scan filter by event name without decoding the payload
+# SEQ (below) and RULES_VERSION, as in the event's evaluation: the live engine's order and rule set.
 
 # profiles: one row per user; cell timestamp = seq, so the newest evaluation wins in any write order.
 PROFILE_FAMILY = "p"
@@ -23,7 +24,8 @@ STATS = b"stats"
 SEGMENTS = b"segments"
 TS = b"ts"
 EVENT_ID = b"event_id"
-SEQ = b"seq"
+SEQ = b"seq"  # in both families
+RULES_VERSION = b"rules_version"  # in both families
 
 ADMIN_TIMEOUT_S = 10.0
 # A short overall deadline (the gapic default retries for 60 s): `stack up` should fail fast.

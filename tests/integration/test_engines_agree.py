@@ -119,14 +119,16 @@ def test_the_job_mirrors_to_bigtable_as_the_reference_rows(job_config):
     b, width = settings.bigtable, settings.bigtable.hash_prefix_hex
     per_user, _ = events_by_user(read_topic(bootstrap, topics.events))
     events = [e for user_events in per_user.values() for e in user_events]
-    assert latest_cells(b, b.events_table) == expected_cells(
-        mutations.event_entry(e, encode_event(e), width) for e in events)
     last: dict[tuple[str, str], tuple[int, bytes]] = {}
+    evaluated: dict[tuple[str, str], bytes] = {}  # (tenant, event_id) -> its evaluation
     for m in read_topic(bootstrap, topics.evaluations):
         d = msgspec.json.decode(value_of(m))
         user = (d["tenant"], d["user_id"])
+        evaluated[(d["tenant"], d["event_id"])] = value_of(m)
         if user not in last or d["seq"] > last[user][0]:
             last[user] = (d["seq"], value_of(m))
+    assert latest_cells(b, b.events_table) == expected_cells(
+        mutations.entries(encode_event(e), evaluated[(e.tenant, e.event_id)], width)[0] for e in events)
     assert len(last) == len(per_user)
     assert latest_cells(b, b.profiles_table) == expected_cells(
         mutations.profile_entry(raw, width) for _, raw in last.values())

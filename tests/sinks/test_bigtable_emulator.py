@@ -75,9 +75,9 @@ def write_records(b: BigtableConfig, records, batch: int = 500) -> None:
         events, profiles = client.get_table(b.instance, b.events_table), client.get_table(b.instance, b.profiles_table)
         for at in range(0, len(records), batch):
             chunk = records[at:at + batch]
-            events.bulk_mutate_rows([mutations.event_entry(mutations.decode_event(e.encode()), e.encode(), W)
-                                     for e, _ in chunk])
-            profiles.bulk_mutate_rows([mutations.profile_entry(v.encode(), W) for _, v in chunk])
+            rows = [mutations.entries(e.encode(), v.encode(), W) for e, v in chunk]
+            events.bulk_mutate_rows([event for event, _ in rows])
+            profiles.bulk_mutate_rows([profile for _, profile in rows])
     finally:
         client.close()
 

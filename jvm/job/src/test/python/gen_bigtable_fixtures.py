@@ -55,7 +55,7 @@ def case(event: Event, seq: int, width: int, stats: str = '{"events_total":1}', 
     out: dict = {"event_json": event_json.decode(), "evaluation_json": evaluation_json.decode(), "width": width}
     try:
         ev = mutations.decode_event(event_json)
-        out["event"] = row(mutations.event_entry(ev, event_json, width))
+        out["event"] = row(mutations.event_entry(ev, event_json, width, seq, 3))
         out["profile"] = row(mutations.profile_entry(evaluation_json, width))
     except ValueError as exc:
         for k in ("event", "profile"):

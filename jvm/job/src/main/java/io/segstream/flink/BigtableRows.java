@@ -17,10 +17,11 @@ import java.util.HexFormat;
  *
  * <ul>
  *   <li>events row {@code {prefix}_{tenant}_{user_id}_{reversed ts}_{event_id}}: {@code e:payload}
- *       = the event JSON as received, {@code e:name}; cell time = event ts (ms) * 1000.
+ *       = the event JSON as received, {@code e:name}, {@code e:seq} and {@code e:rules_version} of
+ *       its evaluation (what a replay needs: the live order and rule set); cell time = event ts (ms) * 1000.
  *   <li>profile row {@code {prefix}_{tenant}_{user_id}}: {@code p:stats} and {@code p:segments} =
  *       the evaluation's raw JSON values (as msgspec.Raw keeps them), {@code p:ts}, {@code p:event_id},
- *       {@code p:seq}; cell time = seq * 1000.
+ *       {@code p:seq}, {@code p:rules_version}; cell time = seq * 1000.
  * </ul>
  *
  * <p>A Flink POJO (public fields, no-arg constructor) so it crosses from {@link ToBigtableRows} to
@@ -36,6 +37,7 @@ public class BigtableRows {
   static final ByteString TS = ByteString.copyFromUtf8("ts");
   static final ByteString EVENT_ID = ByteString.copyFromUtf8("event_id");
   static final ByteString SEQ = ByteString.copyFromUtf8("seq");
+  static final ByteString RULES_VERSION = ByteString.copyFromUtf8("rules_version");
 
   static final long MAX_TS = Long.MAX_VALUE;
   /** Bigtable's row key limit. */
@@ -55,6 +57,7 @@ public class BigtableRows {
   public byte[] ts;
   public byte[] eventId;
   public byte[] seq;
+  public byte[] rulesVersion;
 
   public BigtableRows() {}
 
@@ -108,6 +111,7 @@ public class BigtableRows {
     String evEventId = null;
     Long evTs = null;
     Long seq = null;
+    long rulesVersion = 0;  // mutations.py Evaluation's default
     try (JsonParser p = JSON.createParser(evaluationJson)) {
       expect(p.nextToken() == JsonToken.START_OBJECT, "evaluation is not a JSON object");
       while (p.nextToken() == JsonToken.FIELD_NAME) {
@@ -119,6 +123,7 @@ public class BigtableRows {
           case "event_id" -> evEventId = p.getText();
           case "ts" -> evTs = p.getLongValue();
           case "seq" -> seq = p.getLongValue();
+          case "rules_version" -> rulesVersion = p.getLongValue();
           case "stats" -> r.stats = raw(p, evaluationJson);
           case "segments" -> r.segments = raw(p, evaluationJson);
           default -> p.skipChildren();
@@ -132,6 +137,7 @@ public class BigtableRows {
     r.ts = Long.toString(evTs).getBytes(StandardCharsets.UTF_8);
     r.eventId = evEventId.getBytes(StandardCharsets.UTF_8);
     r.seq = Long.toString(seq).getBytes(StandardCharsets.UTF_8);
+    r.rulesVersion = Long.toString(rulesVersion).getBytes(StandardCharsets.UTF_8);
     return r;
   }
 
@@ -151,7 +157,9 @@ public class BigtableRows {
   public RowMutationEntry eventEntry() {
     return RowMutationEntry.createUnsafe(ByteString.copyFrom(eventKey))
         .setCell(EVENTS_FAMILY, PAYLOAD, eventMicros, ByteString.copyFrom(payload))
-        .setCell(EVENTS_FAMILY, NAME, eventMicros, ByteString.copyFrom(name));
+        .setCell(EVENTS_FAMILY, NAME, eventMicros, ByteString.copyFrom(name))
+        .setCell(EVENTS_FAMILY, SEQ, eventMicros, ByteString.copyFrom(seq))
+        .setCell(EVENTS_FAMILY, RULES_VERSION, eventMicros, ByteString.copyFrom(rulesVersion));
   }
 
   /** The profiles-table mutation. */
@@ -161,7 +169,8 @@ public class BigtableRows {
         .setCell(PROFILE_FAMILY, SEGMENTS, profileMicros, ByteString.copyFrom(segments))
         .setCell(PROFILE_FAMILY, TS, profileMicros, ByteString.copyFrom(ts))
         .setCell(PROFILE_FAMILY, EVENT_ID, profileMicros, ByteString.copyFrom(eventId))
-        .setCell(PROFILE_FAMILY, SEQ, profileMicros, ByteString.copyFrom(seq));
+        .setCell(PROFILE_FAMILY, SEQ, profileMicros, ByteString.copyFrom(seq))
+        .setCell(PROFILE_FAMILY, RULES_VERSION, profileMicros, ByteString.copyFrom(rulesVersion));
   }
 
   // ---- keys.py ----

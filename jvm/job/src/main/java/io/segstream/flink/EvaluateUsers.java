@@ -48,6 +48,14 @@ import org.apache.flink.util.Collector;
  * rules with the changes of the broadcast state applied; when the version in broadcast state is not
  * the one its RuleSet was built for (after a restore), the first element rebuilds it.
  *
+ * <p>Rule log ({@link Outputs#RULE_LOG}, subtask 0 only, as every subtask sees the same records in
+ * the same order: the rules topic has one partition): one record per rule record, valid or not,
+ * {@code {"version": v, "rule_id", "value": rule JSON or null, "accepted": bool, "reason"}}, v =
+ * the rules_version of the evaluations after it; and, at the first element after each start,
+ * {@code {"version": v, "initial": "<initial rules JSON array>"}}: the initial rules live from
+ * version v on. With them a replay (batch/) rebuilds the rule set of any rules_version, which the
+ * compacted rules topic cannot: it keeps only each rule's latest record.
+ *
  * <p>An exception from the engine on one record does not fail the job: the record is
  * dead-lettered with reason {@code internal: <exception>} and counted in the metric
  * {@code internalErrors}. Metric {@code ruleErrors}: failed rule evaluations (a gauge).
@@ -85,6 +93,8 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   private transient Counter internalErrors;
   private transient Counter duplicates;
   private transient int subtask;
+  /** Whether this subtask has logged the initial rules since it started (subtask 0 only). */
+  private transient boolean initialLogged;
 
   /**
    * @param catalogueJson the stat catalogue as JSON (conf/stats.yaml's structure, {@link Catalogue#parseJson})
@@ -158,6 +168,10 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   @Override
   public void processElement(ParsedEvent in, ReadOnlyContext ctx, Collector<Row> out) throws Exception {
     syncRules(ctx.getBroadcastState(Outputs.RULE_CHANGES));
+    if (!initialLogged) {
+      Row initial = initialRulesEntry();
+      if (initial != null) ctx.output(Outputs.RULE_LOG, initial);
+    }
     Row evaluationRow = null;
     Row expiryRow = null;
     Tuple2<String, String> mirrored = null;
@@ -209,6 +223,20 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     return e;
   }
 
+  /** The rule-log entry of the initial rules, live from the version this subtask's rule set is
+   * at, once after each start; null after that and on subtasks other than 0. */
+  private Row initialRulesEntry() {
+    if (initialLogged || subtask != 0) {
+      initialLogged = true;
+      return null;
+    }
+    initialLogged = true;
+    Map<String, Object> entry = new LinkedHashMap<>();
+    entry.put("version", rulesVersion);
+    entry.put("initial", initialRulesJson);
+    return Row.of(Long.toString(rulesVersion), Json.render(entry));
+  }
+
   @Override
   public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
     if (ctx.timerService().currentWatermark() >= END_OF_INPUT) return;
@@ -236,6 +264,8 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   public void processBroadcastElement(Row row, Context ctx, Collector<Row> out) throws Exception {
     BroadcastState<String, String> state = ctx.getBroadcastState(Outputs.RULE_CHANGES);
     syncRules(state);
+    Row initial = initialRulesEntry();
+    if (initial != null) ctx.output(Outputs.RULE_LOG, initial);
     byte[] key = null;
     byte[] value = null;
     Integer partition = null;
@@ -262,6 +292,15 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     }
     rulesVersion += 1;
     state.put(Outputs.VERSION_KEY, Long.toString(rulesVersion));
+    if (subtask == 0) {
+      Map<String, Object> entry = new LinkedHashMap<>();
+      entry.put("version", rulesVersion);
+      entry.put("rule_id", ruleId);
+      entry.put("value", value == null || value.length == 0 ? null : new String(value, StandardCharsets.UTF_8));
+      entry.put("accepted", reason == null);
+      entry.put("reason", reason);
+      ctx.output(Outputs.RULE_LOG, Row.of(Long.toString(rulesVersion), Json.render(entry)));
+    }
     if (reason == null) {
       state.put(ruleId, value == null ? "" : new String(value, StandardCharsets.UTF_8));
     } else if (subtask == 0) {

@@ -46,6 +46,8 @@ public final class Outputs {
   public static final OutputTag<Row> DEAD_LETTERS = new OutputTag<>("dead-letters", DEAD_LETTER_TYPE);
   public static final OutputTag<Row> EXPIRATIONS = new OutputTag<>("expirations", EVALUATION_TYPE);
   public static final OutputTag<Row> REPLIES = new OutputTag<>("replies", REPLY_TYPE);
+  /** (k STRING = rules_version, v STRING = JSON): the versioned rule log (docs/batch.md), from subtask 0. */
+  public static final OutputTag<Row> RULE_LOG = new OutputTag<>("rule-log", EVALUATION_TYPE);
   public static final OutputTag<Tuple2<String, String>> MIRROR = new OutputTag<>("bigtable-mirror", MIRROR_TYPE);
 
   /** The broadcast state of the rules side: rule id -> the rule JSON of an accepted change, or ""

@@ -104,6 +104,12 @@ public final class Pipeline {
         .name("Bigtable sink").uid(BIGTABLE_SINK_UID);
   }
 
+  /** (rules_version, log record JSON): every rule record and the initial rules, for the rules-log
+   * topic ({@link EvaluateUsers}, "Rule log"). */
+  public DataStream<Row> ruleLog() {
+    return evaluations.getSideOutput(Outputs.RULE_LOG);
+  }
+
   /** (reply topic, event_id, evaluation JSON) of the events that named a reply topic. */
   public DataStream<Row> replies() {
     return evaluations.getSideOutput(Outputs.REPLIES);

@@ -156,6 +156,26 @@ class EvaluateUsersTest {
   }
 
   @Test
+  void theRuleLogHasTheInitialRulesAndEveryRuleRecordWithItsVersion() throws Exception {
+    try (var h = harness(false)) {
+      h.open();
+      h.processElement(parsed(event("e1", "default", "u1", T0, "buy", 50), 0), 0);
+      h.processBroadcastElement(rule("big", BIG, 10), 0);                 // v1, accepted
+      h.processBroadcastElement(rule("bad", "{\"id\":\"bad\"}", 11), 0);  // v2, refused
+      h.processBroadcastElement(rule("big", null, 12), 0);                // v3, a deletion
+      h.processElement(parsed(event("e2", "default", "u1", T0 + 1, "view", 0), 1), 0);
+      List<String> log = values(side(h, Outputs.RULE_LOG));
+      assertEquals(4, log.size(), log.toString());
+      assertTrue(log.get(0).startsWith("0 {\"version\":0,\"initial\":\"["), log.get(0));
+      assertTrue(log.get(1).startsWith("1 {\"version\":1,\"rule_id\":\"big\",\"value\":\"{")
+          && log.get(1).endsWith("\"accepted\":true,\"reason\":null}"), log.get(1));
+      assertTrue(log.get(2).startsWith("2 {\"version\":2,\"rule_id\":\"bad\",")
+          && log.get(2).contains("\"accepted\":false,\"reason\":\"rule: "), log.get(2));
+      assertEquals("3 {\"version\":3,\"rule_id\":\"big\",\"value\":null,\"accepted\":true,\"reason\":null}", log.get(3));
+    }
+  }
+
+  @Test
   void stateRulesAndTimersSurviveASnapshot() throws Exception {
     OperatorSubtaskState snapshot;
     List<String> before;
