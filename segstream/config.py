@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from batch.config import BatchConfig  # the batch layer owns its section
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
-from batch.config import BatchConfig
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
 from sinks.bigtable.config import BigtableConfig  # the sink owns its section; Settings composes it
