@@ -50,6 +50,7 @@ STAGES: list[tuple[str, str]] = [
      r"|RocksDBKeyed|SerializedCompositeKeyBuilder|RocksDBCachingPriorityQueue|RocksDBTimer"),
     ("checkpointing", r"org\.apache\.flink\.runtime\.checkpoint|SnapshotStrategy|RocksDBSnapshot"),
     ("Events.parse (Jackson)", r"io\.segstream\.engine\.Events\."),
+    ("windows: inputs, pre-aggregate, aggregate", r"io\.segstream\.flink\.windows\."),
     ("evaluate: UserState decode/encode", r"io\.segstream\.engine\.UserState"),
     ("evaluate: JSON output (Json.render)", r"io\.segstream\.engine\.(Json|PyFloat)"),
     ("evaluate: rules (CEL)", r"io\.segstream\.engine\.rules\.|dev\.cel\."),

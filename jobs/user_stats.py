@@ -6,6 +6,10 @@
                  Kafka `dead-letters` ◄── invalid rules ◄── Kafka `rules` (broadcast)
                           ▲                                             │ mirror (bigtable.enabled)
                           └──── rows Bigtable cannot take ◄── bigtable-rows ──► bigtable-sink
+                          │ valid events × window definitions (windows.enabled)
+                          ▼
+    key_by(definition, tenant, value) ──► windows-aggregate ──► Kafka `aggregates`, `alerts`, `late-events`
+                                         (event-time timers)      (docs/windows.md)
 
 No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.Pipeline, running
 the JVM engine of jvm/engine). This script only declares the Kafka tables (jobs/kafka_tables.py),
@@ -38,7 +42,9 @@ from pyflink.table import StreamTableEnvironment  # noqa: E402
 from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import job_arguments, job_environments  # noqa: E402
 from jobs.jvm_bridge import insert_streams, java_class, java_stream  # noqa: E402
+from jobs.windows import window_sinks  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
+from segstream.windows import definitions, definitions_json  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
 PIPELINE = "io.segstream.flink.Pipeline"
@@ -76,8 +82,10 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
+    # With windows.enabled the window definitions are checked here too (pydantic, then WindowSpec).
+    windows = definitions_json(definitions(settings)) if settings.windows.enabled else None
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
-                                          catalogue_json(settings), rules_json(settings), mirror)
+                                          catalogue_json(settings), rules_json(settings), mirror, windows)
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
@@ -87,8 +95,12 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,
                              "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 
-    insert_streams(t_env, {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
-                           "dead_letters_sink": pipeline.deadLetters()})
+    sinks = {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
+             "dead_letters_sink": pipeline.deadLetters()}
+    if windows is not None:
+        kafka_tables.create_window_sinks(t_env, settings)
+        sinks.update(window_sinks(pipeline.windows()))
+    insert_streams(t_env, sinks)
 
 
 def main(argv: list[str] | None = None) -> None:

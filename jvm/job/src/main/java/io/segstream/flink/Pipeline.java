@@ -1,5 +1,7 @@
 package io.segstream.flink;
 
+import io.segstream.flink.windows.WindowInputs;
+import io.segstream.flink.windows.WindowPipeline;
 import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.datastream.DataStreamSink;
@@ -13,7 +15,8 @@ import org.apache.flink.types.Row;
  * record_offset) of the events and rules source tables.
  *
  * <p>Operator uids are {@value #PARSE_UID}, {@value #EVALUATE_UID} and {@value #BIGTABLE_SINK_UID},
- * as in the former Python job, and never change (savepoints map state by uid). A savepoint of
+ * as in the former Python job, and never change (savepoints map state by uid). With window
+ * definitions the window branch adds {@link WindowPipeline#AGGREGATE_UID} (docs/windows.md). A savepoint of
  * that Python job does not restore into this one: its state has other names and a Row key, and
  * Flink refuses the restore (CHANGELOG.md gives the errors).
  */
@@ -27,15 +30,17 @@ public final class Pipeline {
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
+  private final WindowPipeline windows;
   private final boolean mirror;
   private final String eventsTopic;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
   private Pipeline(SingleOutputStreamOperator<ParsedEvent> parsed, SingleOutputStreamOperator<Row> evaluations,
-      boolean mirror, String eventsTopic) {
+      WindowPipeline windows, boolean mirror, String eventsTopic) {
     this.parsed = parsed;
     this.evaluations = evaluations;
+    this.windows = windows;
     this.mirror = mirror;
     this.eventsTopic = eventsTopic;
   }
@@ -43,8 +48,18 @@ public final class Pipeline {
   /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, null);
+  }
+
+  /**
+   * @param windowsJson the window definitions (segstream/windows.py's JSON), or null for none:
+   *     with them, {@link #windows()} aggregates parse-validate's valid events in event time
+   */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String windowsJson) {
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
-        .process(new ParseEvents(eventsTopic), Outputs.PARSED_EVENT_TYPE)
+        .process(new ParseEvents(eventsTopic, windowsJson == null ? null : new WindowInputs(windowsJson)),
+            Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
@@ -52,7 +67,14 @@ public final class Pipeline {
         .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parsed, evaluations, mirror, eventsTopic);
+    WindowPipeline windows = windowsJson == null ? null
+        : WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), windowsJson);
+    return new Pipeline(parsed, evaluations, windows, mirror, eventsTopic);
+  }
+
+  /** The window branch (aggregates, alerts, late events), or null: built without definitions. */
+  public WindowPipeline windows() {
+    return windows;
   }
 
   /** (user_id, evaluation JSON): for the evaluations sink. */
