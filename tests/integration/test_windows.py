@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 
 from operators.events import Event
 from segstream import window_reference as ref
-from segstream.checkpoints import latest_checkpoint
+from segstream.checkpoints import completed_checkpoints, latest_checkpoint
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.job_process import JOB_SCRIPT, JobProcess
 from segstream.kafka_admin import read_topic, value_of
@@ -273,8 +273,11 @@ def test_each_window_exactly_once_across_a_kill_and_restore(job_config, tmp_path
     job = start_windows(tmp_path / "windows.yaml", tmp_path, "first")
     try:
         wait_for(lambda: watcher.count > 0 or job.exit_reason(), 400, "the first aggregate", 0.2)
-        feed.start()
         checkpoints = settings.path(settings.flink.checkpoint_dir)
+        # The rest only once a checkpoint is complete: the main job's first one can take longer on a
+        # loaded machine than the whole feed (then the kill would come after the last window).
+        wait_for(lambda: completed_checkpoints(checkpoints), 400, "the first checkpoint", 0.2, abort=job.exit_reason)
+        feed.start()
         kill_point = KillPoint(checkpoints, watcher, share, len(wanted))
         wait_for(kill_point.reached, 400, "a completed checkpoint and the kill point", 0.05, abort=job.exit_reason)
         job.kill()
