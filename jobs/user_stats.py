@@ -6,10 +6,10 @@
                  Kafka `dead-letters` ◄── invalid rules ◄── Kafka `rules` (broadcast)
                           ▲                                             │ mirror (bigtable.enabled)
                           └──── rows Bigtable cannot take ◄── bigtable-rows ──► bigtable-sink
-                          │ valid events × window definitions (windows.enabled)
+                          │ valid events × window definitions (windows.enabled: Pipeline.attachWindows)
                           ▼
-    key_by(definition, tenant, value) ──► windows-aggregate ──► Kafka `aggregates`, `alerts`, `late-events`
-                                         (event-time timers)      (docs/windows.md)
+    windows-preaggregate ──► key_by(definition, tenant, value) ──► windows-aggregate ──► Kafka `aggregates`,
+    (chained, stateless)                                          (event-time timers)    `alerts`, `late-events`
 
 No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.Pipeline, running
 the JVM engine of jvm/engine). This script only declares the Kafka tables (jobs/kafka_tables.py),
@@ -82,10 +82,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
-    # With windows.enabled the window definitions are checked here too (pydantic, then WindowSpec).
-    windows = definitions_json(definitions(settings)) if settings.windows.enabled else None
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
-                                          catalogue_json(settings), rules_json(settings), mirror, windows)
+                                          catalogue_json(settings), rules_json(settings), mirror)
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
@@ -97,9 +95,10 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
 
     sinks = {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
              "dead_letters_sink": pipeline.deadLetters()}
-    if windows is not None:
+    if settings.windows.enabled:
+        # The window definitions are checked here too, on the client (pydantic, then WindowSpec).
         kafka_tables.create_window_sinks(t_env, settings)
-        sinks.update(window_sinks(pipeline.windows()))
+        sinks.update(window_sinks(pipeline.attachWindows(definitions_json(definitions(settings)))))
     insert_streams(t_env, sinks)
 
 

@@ -30,7 +30,7 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
 
   private final String topic;
   /** The window definitions' extractor, or null: the job computes no windows. */
-  private final WindowInputs windows;
+  private WindowInputs windows;
   private transient Counter deadLetters;
 
   /** @param topic the events topic, named in dead letters */
@@ -45,6 +45,12 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
    */
   public ParseEvents(String topic, WindowInputs windows) {
     this.topic = topic;
+    this.windows = windows;
+  }
+
+  /** From now on, also emit {@link WindowPipeline#INPUTS} ({@link Pipeline#attachWindows},
+   * before the job graph is built). */
+  void emitWindowInputs(WindowInputs windows) {
     this.windows = windows;
   }
 

@@ -15,8 +15,9 @@ import org.apache.flink.types.Row;
  * record_offset) of the events and rules source tables.
  *
  * <p>Operator uids are {@value #PARSE_UID}, {@value #EVALUATE_UID} and {@value #BIGTABLE_SINK_UID},
- * as in the former Python job, and never change (savepoints map state by uid). With window
- * definitions the window branch adds {@link WindowPipeline#AGGREGATE_UID} (docs/windows.md). A savepoint of
+ * as in the former Python job, and never change (savepoints map state by uid). The window branch
+ * ({@link #attachWindows}) adds {@link WindowPipeline#PREAGGREGATE_UID} and
+ * {@link WindowPipeline#AGGREGATE_UID} (docs/windows.md). A savepoint of
  * that Python job does not restore into this one: its state has other names and a Row key, and
  * Flink refuses the restore (CHANGELOG.md gives the errors).
  */
@@ -30,17 +31,19 @@ public final class Pipeline {
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
-  private final WindowPipeline windows;
+  private final ParseEvents parse;
+  /** The window branch, once attached. */
+  private WindowPipeline windows;
   private final boolean mirror;
   private final String eventsTopic;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
-  private Pipeline(SingleOutputStreamOperator<ParsedEvent> parsed, SingleOutputStreamOperator<Row> evaluations,
-      WindowPipeline windows, boolean mirror, String eventsTopic) {
+  private Pipeline(ParseEvents parse, SingleOutputStreamOperator<ParsedEvent> parsed,
+      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic) {
+    this.parse = parse;
     this.parsed = parsed;
     this.evaluations = evaluations;
-    this.windows = windows;
     this.mirror = mirror;
     this.eventsTopic = eventsTopic;
   }
@@ -48,18 +51,9 @@ public final class Pipeline {
   /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror) {
-    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, null);
-  }
-
-  /**
-   * @param windowsJson the window definitions (segstream/windows.py's JSON), or null for none:
-   *     with them, {@link #windows()} aggregates parse-validate's valid events in event time
-   */
-  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
-      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String windowsJson) {
+    ParseEvents parse = new ParseEvents(eventsTopic);
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
-        .process(new ParseEvents(eventsTopic, windowsJson == null ? null : new WindowInputs(windowsJson)),
-            Outputs.PARSED_EVENT_TYPE)
+        .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
@@ -67,13 +61,21 @@ public final class Pipeline {
         .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    WindowPipeline windows = windowsJson == null ? null
-        : WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), windowsJson);
-    return new Pipeline(parsed, evaluations, windows, mirror, eventsTopic);
+    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic);
   }
 
-  /** The window branch (aggregates, alerts, late events), or null: built without definitions. */
-  public WindowPipeline windows() {
+  /**
+   * The window branch (docs/windows.md): parse-validate also hands every valid event's window
+   * inputs to {@link WindowPipeline#aggregate}. Call it before the job is executed (the parse
+   * function is serialized with the job graph, window definitions included).
+   *
+   * @param specsJson the window definitions (segstream/windows.py's JSON)
+   * @return the branch, whose aggregates, alerts and late events go to the three sink tables
+   */
+  public WindowPipeline attachWindows(String specsJson) {
+    if (windows != null) throw new IllegalStateException("the windows are attached already");
+    parse.emitWindowInputs(new WindowInputs(specsJson));
+    windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), specsJson);
     return windows;
   }
 

@@ -10,7 +10,7 @@ import org.apache.flink.util.OutputTag;
 /**
  * The window operators, wired two ways (docs/windows.md):
  * <ul>
- *   <li>in the main job (io.segstream.flink.Pipeline with window definitions): parse-validate
+ *   <li>in the main job (io.segstream.flink.Pipeline.attachWindows): parse-validate
  *       hands its {@link #INPUTS} side output to {@link #aggregate};</li>
  *   <li>as the standalone window job (jobs/windows.py, over py4j): {@link #build} reads and parses
  *       the events topic once more in {@value #EXTRACT_UID}, then {@link #aggregate}.</li>
