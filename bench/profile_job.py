@@ -68,11 +68,17 @@ STAGES: list[tuple[str, str]] = [
     ("Flink mailbox / task loop", r"org\.apache\.flink\.streaming\.runtime\.tasks|MailboxProcessor"),
 ]
 OTHER = "JIT/GC/class loading/other JVM"
+# A sample with a frame of the window operators (windows.enabled) counts for them, whatever it
+# ends in: RocksDB, serializers, HLL; their inputs' deserialization and timers are not included.
+WINDOWS_STAGE = "windows: inputs, pre-aggregate, aggregate (inclusive)"
+WINDOWS = re.compile(r"io\.segstream\.flink\.windows\.")
 _STAGE_RES = [(name, re.compile(pattern)) for name, pattern in STAGES]
 
 
 def stage_of(stack: str) -> str:
     frames = [f.strip() for f in stack.strip().split("\n") if f.strip() and f.strip() not in ("...", "]")]
+    if any(WINDOWS.search(f) for f in frames):
+        return WINDOWS_STAGE  # inclusive: the window operators and what they call (state, serializers)
     for i, frame in enumerate(frames):
         for name, pattern in _STAGE_RES:
             if pattern.search(frame):

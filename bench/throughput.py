@@ -9,9 +9,9 @@ and report produce-to-evaluation latency percentiles (seen by a consumer of `eva
     .venv/bin/segstream stack up
     .venv/bin/python bench/throughput.py backlog --events 200000 --users 2000
     .venv/bin/python bench/throughput.py latency --rate 1000 --seconds 60
-    .venv/bin/python bench/throughput.py window-cost --events 200000 --rounds 2
-window-cost mode: the main job's steady rate over one backlog alone and with the window job
-(jobs/windows.py) running alongside over the same events, alternating, in one session.
+    .venv/bin/python bench/throughput.py window-cost --events 100000 --rounds 3
+window-cost mode: the main job's steady rate over one backlog with its window branch off and on
+(`windows.enabled`), alternating, in one session.
 Flink settings come from conf/ and SEGSTREAM_FLINK__* variables (execution mode, bundle size...).
 """
 
@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -197,79 +198,63 @@ def _load() -> str:
 
 
 @app.command("window-cost")
-def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 2, span_hours: float = 0):
-    """The window job's cost on the main job's throughput: the main job bounded over one backlog,
-    alone and with jobs/windows.py bounded over the same events at the same time, `rounds` times
-    alternating; each run writes its evaluations to a topic of its own. `span_hours`: the event
-    time the backlog covers (0: the generator's default, ~21 s an event, i.e. sparse windows)."""
-    base_env = _fresh_topics(bigtable=False)
+def window_cost(events: int = 200_000, users: int = 2_000, rounds: int = 3, span_hours: float = 0,
+                private_stack: bool = typer.Option(True, help="on a stack of its own (segstream.testing.LocalStack), "
+                                                              "not the one of conf/")):
+    """The window branch's cost on the main job's throughput: the main job bounded over one backlog
+    with `windows.enabled` false and true, `rounds` pairs alternating (off first), each run writing
+    to topics of its own; the cost is that of the mean steady rates, and each pair's too.
+    `span_hours`: the event time the backlog covers (0: the generator's default, ~21 s an event,
+    i.e. sparse windows)."""
+    if not private_stack:
+        _window_cost(events, users, rounds, span_hours)
+        return
+    from segstream.testing import LocalStack
+
+    stack = LocalStack.start(Path(tempfile.mkdtemp(prefix="segstream-window-cost-")))
+    os.environ["SEGSTREAM_CONFIG"] = str(stack.config_path)
+    try:
+        _window_cost(events, users, rounds, span_hours)
+    finally:
+        stack.stop()
+
+
+def _window_cost(events: int, users: int, rounds: int, span_hours: float) -> None:
+    # No idleness on the loaded machine: a partition whose reader stalls 10 s would drop out of the
+    # watermark, and its events behind the others' would turn late (fewer window updates, thousands
+    # of late records): the windows' work would depend on the load, not on the events.
+    base_env = {**_fresh_topics(bigtable=False), "SEGSTREAM_FLINK__WATERMARK_IDLENESS_MS": "600000"}
     settings = _settings(base_env)
     bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     span = int(span_hours * 3_600_000) or None
     produce_records(bootstrap, topics.events, generate(TrafficSpec(events=events, users=users, invalid_ratio=0,
                                                                    tenants=2, span_ms=span)), total=events)
-    print(f"parallelism={settings.flink.parallelism} events={events} span_hours={span_hours or 'default'} "
-          f"windows={settings.windows.file} window state backend={settings.windows.state_backend}")
-    fixed = _windows_fixed_cpu(bootstrap, base_env)
-    print(f"window job start-up and shutdown over 10 events: CPU {fixed:.1f} s")
+    print(f"parallelism={settings.flink.parallelism} state backend={settings.flink.state_backend} events={events} "
+          f"span_hours={span_hours or 'default'} windows={settings.windows.file} "
+          f"delivery={settings.kafka.delivery_guarantee}")
     results: dict[bool, list[float]] = {False: [], True: []}
     for n in range(rounds * 2):
         with_windows = n % 2 == 1
         run_id = uuid.uuid4().hex[:6]
-        env = {**os.environ, **base_env, "SEGSTREAM_KAFKA__TOPICS__EVALUATIONS": f"{topics.evaluations}-{run_id}",
-               "SEGSTREAM_KAFKA__TOPICS__AGGREGATES": f"{topics.aggregates}-{run_id}",
+        env = {**os.environ, **base_env, "SEGSTREAM_WINDOWS__ENABLED": str(with_windows).lower(),
+               **{f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"{getattr(topics, name)}-{run_id}"
+                  for name in ("evaluations", "expirations", "dead_letters", "aggregates", "alerts", "late_events")},
                "SEGSTREAM_KAFKA__GROUP_ID": f"bench-{run_id}"}
         os.environ.update(env)
         ensure_topics(bootstrap, topic_plan(load_settings()), configs=topic_configs(settings))
-        side = None
-        side_cpu: dict[int, float] = {}  # the window job's CPU s per process, sampled twice a second
-        if with_windows:
-            side = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "windows.py"), "--bounded"], env=env,
-                                    cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-            def sample_side(process: subprocess.Popen = side, cpu: dict[int, float] = side_cpu) -> None:
-                while process.poll() is None:
-                    cpu.update(tree_cpu(process.pid))
-                    time.sleep(0.5)
-
-            threading.Thread(target=sample_side, daemon=True).start()
         load_before = _load()
         run = timed_run([sys.executable, str(JOB), "--bounded"], bootstrap, f"{topics.evaluations}-{run_id}",
                         settings.kafka.events_partitions, env=env)
-        if side is not None:
-            if side.wait(600) != 0:
-                sys.exit(f"the window job failed ({side.returncode})")
-            windows = sum(end_offsets(bootstrap, f"{topics.aggregates}-{run_id}").values())
+        windows = sum(end_offsets(bootstrap, f"{topics.aggregates}-{run_id}").values())
+        late = sum(end_offsets(bootstrap, f"{topics.late_events}-{run_id}").values())
         results[with_windows].append(run.steady)
-        side_total = sum(side_cpu.values())
-        print(f"main job {'with the window job' if with_windows else 'alone':>20}: steady {run.steady:,.0f} ev/s, "
-              f"{run.steady_cpu_us:.0f} CPU µs/event, wall {run.wall:.1f} s, CPU {run.cpu:.0f} s"
-              + (f"; window job CPU {side_total:.0f} s ({(side_total - fixed) * 1e6 / events:.0f} µs/event "
-                 f"beyond start-up), {windows} window aggregates" if with_windows else "")
-              + f"; load average before {load_before}, after {_load()}")
-    alone, both = statistics.mean(results[False]), statistics.mean(results[True])
-    print(f"mean steady rate alone {alone:,.0f} ev/s, with the window job {both:,.0f} ev/s: "
-          f"cost {100 * (1 - both / alone):.1f} %")
-
-
-def _windows_fixed_cpu(bootstrap: str, base_env: dict[str, str]) -> float:
-    """The CPU s of a bounded window job over 10 events: its start-up and shutdown (JVM, MiniCluster,
-    PyFlink client), to tell them from its per-event cost."""
-    run_id = uuid.uuid4().hex[:6]
-    env = {**os.environ, **base_env, **{f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"bench-fixed-{run_id}-{name}"
-                                       for name in ("events", "aggregates", "alerts", "late_events")}}
-    os.environ.update(env)
-    settings = load_settings()
-    ensure_topics(bootstrap, topic_plan(settings), configs=topic_configs(settings))
-    produce_records(bootstrap, settings.kafka.topics.events, generate(TrafficSpec(events=10, users=5)), progress=False)
-    cpu: dict[int, float] = {}
-    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "jobs" / "windows.py"), "--bounded"], env=env,
-                               cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while process.poll() is None:
-        cpu.update(tree_cpu(process.pid))
-        time.sleep(0.5)
-    os.environ.update(base_env)
-    return sum(cpu.values())
+        pair = (f" (pair {len(results[True])}: cost {100 * (1 - run.steady / results[False][-1]):.1f} %)"
+                if with_windows else "")
+        print(f"main job windows {'on ' if with_windows else 'off'}: steady {run.steady:,.0f} ev/s{pair}, "
+              f"{run.steady_cpu_us:.0f} CPU µs/event, wall {run.wall:.1f} s, CPU {run.cpu:.0f} s, "
+              f"{windows} window aggregates, {late} late events; load average before {load_before}, after {_load()}")
+    off, on = statistics.mean(results[False]), statistics.mean(results[True])
+    print(f"mean steady rate windows off {off:,.0f} ev/s, on {on:,.0f} ev/s: cost {100 * (1 - on / off):.1f} %")
 
 
 @app.command()

@@ -134,14 +134,22 @@ def create_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
 def create_window_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> None:
     """The window job's edge tables (jobs/windows.py): source `window_events_source` (the events
     topic, its own consumer group `windows.group_suffix`), sinks `aggregates_sink`, `alerts_sink`
-    and `late_events_sink`, all three transactional with exactly-once (their transactional ids
-    `{prefix}-aggregates_sink-…` etc. differ from the main job's)."""
+    and `late_events_sink` (create_window_sinks). Their transactional ids `{prefix}-aggregates_sink-…`
+    are those of the main job's window sinks: never run both (jobs/windows.py refuses to start
+    while `windows.enabled` is true)."""
     from segstream.kafka_admin import end_offsets
 
     topics = settings.kafka.topics
     ends = end_offsets(settings.kafka.bootstrap_servers, topics.events) if bounded else None
     t_env.execute_sql(source_ddl("window_events_source", topics.events, settings, settings.windows.group_suffix,
                                  ends))
+    create_window_sinks(t_env, settings)
+
+
+def create_window_sinks(t_env: StreamTableEnvironment, settings: Settings) -> None:
+    """Sinks `aggregates_sink`, `alerts_sink` and `late_events_sink`, transactional with
+    exactly-once: of the main job with `windows.enabled`, or of the standalone window job."""
+    topics = settings.kafka.topics
     for table, topic in (("aggregates_sink", topics.aggregates), ("alerts_sink", topics.alerts),
                          ("late_events_sink", topics.late_events)):
         t_env.execute_sql(sink_ddl(table, topic, settings, "STRING", "STRING", transactional=True))

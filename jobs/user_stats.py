@@ -6,6 +6,10 @@
                  Kafka `dead-letters` ◄── invalid rules ◄── Kafka `rules` (broadcast)
                           ▲                                             │ mirror (bigtable.enabled)
                           └──── rows Bigtable cannot take ◄── bigtable-rows ──► bigtable-sink
+                          │ valid events × window definitions (windows.enabled: Pipeline.attachWindows)
+                          ▼
+    windows-preaggregate ──► key_by(definition, tenant, value) ──► windows-aggregate ──► Kafka `aggregates`,
+    (chained, stateless)                                          (event-time timers)    `alerts`, `late-events`
 
 No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.Pipeline, running
 the JVM engine of jvm/engine). This script only declares the Kafka tables (jobs/kafka_tables.py),
@@ -39,7 +43,9 @@ from pyflink.table import StreamTableEnvironment  # noqa: E402
 from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import job_arguments, job_environments  # noqa: E402
 from jobs.jvm_bridge import insert_streams, java_class, java_stream  # noqa: E402
+from jobs.windows import window_sinks  # noqa: E402
 from segstream.config import Settings, load_settings  # noqa: E402
+from segstream.windows import definitions, definitions_json  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
 PIPELINE = "io.segstream.flink.Pipeline"
@@ -89,8 +95,13 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,
                              "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 
-    insert_streams(t_env, {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
-                           "dead_letters_sink": pipeline.deadLetters(), "rules_log_sink": pipeline.ruleLog()})
+    sinks = {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
+             "dead_letters_sink": pipeline.deadLetters(), "rules_log_sink": pipeline.ruleLog()}
+    if settings.windows.enabled:
+        # The window definitions are checked here too, on the client (pydantic, then WindowSpec).
+        kafka_tables.create_window_sinks(t_env, settings)
+        sinks.update(window_sinks(pipeline.attachWindows(definitions_json(definitions(settings)))))
+    insert_streams(t_env, sinks)
 
 
 def main(argv: list[str] | None = None) -> None:

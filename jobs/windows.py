@@ -4,8 +4,13 @@
                         (event contract;                               (keyed state (heap),    ├──► `alerts`
                          invalid: skipped)                              event-time timers)     └──► `late-events`
 
-A second job next to jobs/user_stats.py, reading the same `events` topic with its own consumer
-group and its own checkpoints; the definitions are conf/windows.yaml (segstream/windows.py).
+By default the main job computes the windows (`windows.enabled`, a branch off its parse-validate:
+one read and one parse of each event; docs/windows.md, "Where the windows run"). This standalone
+job is for deployments that want the windows isolated from the per-user job (own slots, own
+checkpoints and savepoints, own upgrades) at the price of a second read and parse of every event:
+it reads the same `events` topic with its own consumer group, and runs only with
+`windows.enabled: false`. The definitions are conf/windows.yaml (segstream/windows.py), the Java
+operators the same as the main job's.
 No Python runs per record: the operators are Java (jvm/job, io.segstream.flink.windows). This
 script declares the Kafka tables (jobs/kafka_tables.py), hands the events stream to
 WindowPipeline over py4j and the three Java streams back to the sink tables.
@@ -22,6 +27,7 @@ from pathlib import Path
 # `flink run -py` executes this file as a script: make the project packages importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from py4j.java_gateway import JavaObject  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
@@ -35,22 +41,29 @@ JOB_NAME = "segstream-windows"
 PIPELINE = "io.segstream.flink.windows.WindowPipeline"
 
 
-
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
           bounded: bool) -> None:
     kafka_tables.create_window_tables(t_env, settings, bounded)
     events = kafka_tables.record_stream(t_env, "window_events_source")
     # The definitions are checked here, on the client (pydantic, then WindowSpec.parseAll).
     pipeline = java_class(PIPELINE).build(java_stream(events), definitions_json(definitions(settings)))
+    insert_streams(t_env, window_sinks(pipeline))
 
-    insert_streams(t_env, {"aggregates_sink": pipeline.aggregates(), "alerts_sink": pipeline.alerts(),
-                           "late_events_sink": pipeline.lateEvents()})
+
+def window_sinks(pipeline: JavaObject) -> dict[str, JavaObject]:
+    """The sink table of each stream of a Java WindowPipeline (this job's, or the main job's branch)."""
+    return {"aggregates_sink": pipeline.aggregates(), "alerts_sink": pipeline.alerts(),
+            "late_events_sink": pipeline.lateEvents()}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = job_arguments(__doc__.splitlines()[0], argv)
 
     settings = load_settings(args.config)
+    if settings.windows.enabled:
+        raise SystemExit("windows.enabled is true: the main job computes the windows already, and this job "
+                         "would write the same topics with the same transactional ids. Set windows.enabled: "
+                         "false (SEGSTREAM_WINDOWS__ENABLED=false) to run them here instead (docs/windows.md).")
     if settings.windows.parallelism is not None:
         settings.flink.parallelism = settings.windows.parallelism
     settings.flink.state_backend = settings.windows.state_backend

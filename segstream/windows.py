@@ -4,7 +4,8 @@ conf/segstream.yaml, and the window definitions of conf/windows.yaml (docs/windo
 segstream.config.Settings composes `WindowsConfig` as `windows` and `AlertsConfig` as `alerts`
 (the way sinks/bigtable/config.py's section is composed), so every key is overridable like the
 others (SEGSTREAM_WINDOWS__FILE=conf/windows-v2.yaml, SEGSTREAM_ALERTS__WEBHOOKS='["https://…"]').
-`definitions_json` is what the window job (jobs/windows.py) hands to the Java operators
+`definitions_json` is what the main job (jobs/user_stats.py, with `windows.enabled`) or the
+standalone window job (jobs/windows.py) hands to the Java operators
 (io.segstream.flink.windows.WindowSpec.parseAll): durations in ms, defaults filled in.
 """
 
@@ -27,17 +28,24 @@ OTHER = "(other)"
 
 
 class WindowsConfig(BaseModel):
-    """`windows:` in conf/segstream.yaml: where the definitions are and how the job runs."""
+    """`windows:` in conf/segstream.yaml: where the definitions are and where the windows run."""
 
     # The window and surge definitions (relative to the project root).
     file: str = "conf/windows.yaml"
-    # The window job's parallelism (None: flink.parallelism).
+    # True: the main job (jobs/user_stats.py) computes the windows, a branch off parse-validate
+    # (one read, one parse of each event). False: no windows in the main job; run them, if wanted,
+    # as the standalone window job (jobs/windows.py refuses to start while this is true: both would
+    # write the same topics with the same transactional ids). docs/windows.md, "Where the windows run".
+    enabled: bool = True
+    # The rest applies to the standalone window job only (the main job's window branch runs with the
+    # main job's parallelism and state backend).
+    # The standalone window job's parallelism (None: flink.parallelism).
     parallelism: int | None = None
-    # Kafka consumer group suffix of the window job's source (the main job uses `events`).
+    # Kafka consumer group suffix of the standalone window job's source (the main job uses `events`).
     group_suffix: str = "windows"
-    # The window job's state backend. Its state is small (the open windows and K counts per key), so
-    # the heap (`hashmap`: accumulators stay objects, serialized only in checkpoints) is the
-    # default; `rocksdb` serializes each accumulator on every event (docs/windows.md).
+    # The standalone window job's state backend. Its state is small (the open windows and K counts
+    # per key), so the heap (`hashmap`: accumulators stay objects, serialized only in checkpoints)
+    # is the default; `rocksdb` serializes each accumulator on every event (docs/windows.md).
     state_backend: Literal["rocksdb", "hashmap"] = "hashmap"
 
 

@@ -1,4 +1,6 @@
-"""The window job (jobs/windows.py) against a from-scratch recomputation (segstream/window_reference.py).
+"""The windows against a from-scratch recomputation (segstream/window_reference.py): the window
+branch of the main job (jobs/user_stats.py, `windows.enabled`, the default), and once the
+standalone window job (jobs/windows.py, `windows.enabled: false`).
 
 - bounded, exactly-once: on a deterministic traffic of 4 hours with one injected surge, every
   window's aggregate (count, sum, distinct users) equals the reference, each window once in the
@@ -6,12 +8,15 @@
 - unbounded: events sent after the watermark passed their windows go to `late-events` with
   their windows and lateness, are counted nowhere else, and every other aggregate is unchanged;
 - kill -9 at a random point after a checkpoint, restore the latest checkpoint: each window
-  exactly once on the read_committed view, equal to the reference.
+  exactly once on the read_committed view, equal to the reference;
+- stop with a savepoint while windows are open, restore it: those windows emitted once, complete;
+- the standalone window job (jobs/windows.py): the same aggregates.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -21,9 +26,9 @@ from confluent_kafka import Producer
 
 from operators.events import Event
 from segstream import window_reference as ref
-from segstream.checkpoints import latest_checkpoint
+from segstream.checkpoints import completed_checkpoints, latest_checkpoint
 from segstream.config import PROJECT_ROOT, Settings
-from segstream.job_process import JobProcess
+from segstream.job_process import JOB_SCRIPT, JobProcess
 from segstream.kafka_admin import read_topic, value_of
 from segstream.produce import Burst, Record, TrafficSpec, burst_start, generate, produce_records, with_burst
 from segstream.testing import (
@@ -42,7 +47,7 @@ from segstream.windows import definitions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-WINDOWS_SCRIPT = PROJECT_ROOT / "jobs" / "windows.py"
+WINDOWS_SCRIPT = PROJECT_ROOT / "jobs" / "windows.py"  # the standalone window job
 HOUR = 3_600_000
 WINDOW = 300_000
 # A fixed end of traffic in the past (the broker refuses timestamps ahead of its clock), a window
@@ -50,14 +55,16 @@ WINDOW = 300_000
 NOW = 1_700_000_000_000 // WINDOW * WINDOW + 60_000
 
 
-def window_config(config_path: Path, out: Path, **flink) -> Settings:
-    """The test's config for the window job: exactly-once, fast checkpoints, no Bigtable, and an
+def window_config(config_path: Path, out: Path, in_main_job: bool = True, **flink) -> Settings:
+    """The test's config for the windows: exactly-once, fast checkpoints, no Bigtable, and an
     idleness timeout long enough that a source stalled on a loaded machine is never taken for
-    idle (which would let the watermark run past its records and make them late)."""
+    idle (which would let the watermark run past its records and make them late). in_main_job:
+    `windows.enabled` (the main job's branch), else the standalone window job's setting."""
     data = yaml.safe_load(config_path.read_text())
     data["kafka"]["delivery_guarantee"] = "exactly-once"
     data["flink"].update(FAST_CHECKPOINTS, watermark_idleness_ms=600_000, **flink)
     data.setdefault("bigtable", {})["enabled"] = False
+    data.setdefault("windows", {})["enabled"] = in_main_job
     return write_config(out, data)
 
 
@@ -125,11 +132,12 @@ def assert_alerts_are(written: list[dict], wanted: list[dict]) -> None:
         assert a["id"] == ref.alert_id(a["tenant"], a["key"], a["window_start"], a["window_end"])
 
 
-def test_aggregates_and_the_surge_equal_the_reference(job_config, tmp_path):
-    settings = window_config(job_config[1], tmp_path / "windows.yaml")
+@pytest.mark.parametrize("in_main_job", [True, False], ids=["main-job", "standalone"])
+def test_aggregates_and_the_surge_equal_the_reference(job_config, tmp_path, in_main_job):
+    settings = window_config(job_config[1], tmp_path / "windows.yaml", in_main_job)
     records, surge_start = sample(seed=11)
     produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, records, progress=False)
-    run_job(tmp_path / "windows.yaml", timeout=600, script=WINDOWS_SCRIPT)
+    run_job(tmp_path / "windows.yaml", timeout=600, script=JOB_SCRIPT if in_main_job else WINDOWS_SCRIPT)
 
     topics = settings.kafka.topics
     events = valid_events(read_topic(settings.kafka.bootstrap_servers, topics.events))
@@ -153,8 +161,32 @@ def produce_flush(settings: Settings, ts: int) -> None:
 
 
 def start_windows(config_path: Path, workdir: Path, name: str, *args: str) -> JobProcess:
+    """The main job with its window branch, unbounded."""
     return JobProcess.start(config_path, args, workdir / f"{name}.log", env={"JVM_ARGS": FAST_JVM},
-                            flink_log_dir=workdir / f"flink-log-{name}", script=WINDOWS_SCRIPT)
+                            flink_log_dir=workdir / f"flink-log-{name}")
+
+
+def watermark_floor(settings: Settings) -> int:
+    """The watermark once all of the events topic is read: the lowest partition's greatest ts -
+    out-of-orderness - 1."""
+    greatest: dict[int, int] = {}
+    for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.events):
+        greatest[m.partition] = max(greatest.get(m.partition, 0), m.timestamp)
+    return min(greatest.values()) - settings.flink.watermark_out_of_orderness_ms - 1
+
+
+def finish_restored(workdir: Path, savepoint: str, feed: Callable[[], None], wanted: set[tuple],
+                    committed: TopicWatcher) -> None:
+    """Start the main job from `savepoint` (config workdir/windows.yaml), run `feed`, wait until
+    every wanted window is committed, stop the job with a savepoint."""
+    job = start_windows(workdir / "windows.yaml", workdir, "restored", "--savepoint", savepoint)
+    try:
+        feed()
+        wait_for(lambda: wanted <= committed.event_ids, 400, "every window committed", 0.5, abort=job.exit_reason)
+        stop_with_savepoint(job, None, workdir / "savepoints")
+    finally:
+        if job.running():
+            job.kill()
 
 
 def late_sample() -> list[Record]:
@@ -179,11 +211,7 @@ def test_late_events_go_to_late_events_with_their_lateness(job_config, tmp_path)
     aggregates = TopicWatcher(bootstrap, topics.aggregates, record_id=window_key)
     late_watch = TopicWatcher(bootstrap, topics.late_events, record_id=lambda r: (r["event_id"], r["window"],
                                                                                   r["window_start"]))
-    # Once all of it is read, the watermark is the lowest partition's greatest ts - out-of-orderness - 1.
-    greatest: dict[int, int] = {}
-    for m in read_topic(bootstrap, topics.events):
-        greatest[m.partition] = max(greatest.get(m.partition, 0), m.timestamp)
-    floor = min(greatest.values()) - settings.flink.watermark_out_of_orderness_ms - 1
+    floor = watermark_floor(settings)
     assert floor > NOW - 30 * 60_000, "a partition ends early: the late events would not all be late"
     closed = set(expected(settings, valid_events(records), before=floor + 1))
     job = start_windows(tmp_path / "windows.yaml", tmp_path, "late")
@@ -245,19 +273,18 @@ def test_each_window_exactly_once_across_a_kill_and_restore(job_config, tmp_path
     job = start_windows(tmp_path / "windows.yaml", tmp_path, "first")
     try:
         wait_for(lambda: watcher.count > 0 or job.exit_reason(), 400, "the first aggregate", 0.2)
-        feed.start()
         checkpoints = settings.path(settings.flink.checkpoint_dir)
+        # The rest only once a checkpoint is complete: the main job's first one can take longer on a
+        # loaded machine than the whole feed (then the kill would come after the last window).
+        wait_for(lambda: completed_checkpoints(checkpoints), 400, "the first checkpoint", 0.2, abort=job.exit_reason)
+        feed.start()
         kill_point = KillPoint(checkpoints, watcher, share, len(wanted))
         wait_for(kill_point.reached, 400, "a completed checkpoint and the kill point", 0.05, abort=job.exit_reason)
         job.kill()
         at_kill = watcher.count
         checkpoint = latest_checkpoint(checkpoints)
         assert checkpoint is not None
-        job = start_windows(tmp_path / "windows.yaml", tmp_path, "restored", "--savepoint", checkpoint.as_uri())
-        feed.join(400)
-        wait_for(lambda: set(wanted) <= committed.event_ids, 400, "every window committed", 0.5,
-                 abort=job.exit_reason)
-        stop_with_savepoint(job, None, tmp_path / "savepoints")
+        finish_restored(tmp_path, checkpoint.as_uri(), lambda: feed.join(400), set(wanted), committed)
     finally:
         watcher.close()
         committed.close()
@@ -268,3 +295,40 @@ def test_each_window_exactly_once_across_a_kill_and_restore(job_config, tmp_path
     assert_aggregates_are(decoded(settings, topics.aggregates), wanted)
     assert_alerts_are(decoded(settings, topics.alerts), alerts)
     assert decoded(settings, topics.late_events) == []
+
+
+def test_a_window_open_across_a_savepoint_is_emitted_once(job_config, tmp_path):
+    settings = window_config(job_config[1], tmp_path / "windows.yaml")
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    records, _ = sample(seed=14, events=2_000, surge=0)
+    wanted = expected(settings, valid_events(records))
+    split = len(records) // 2
+    produce_records(bootstrap, topics.events, records[:split], progress=False)
+    closed = set(expected(settings, valid_events(records[:split]), before=watermark_floor(settings) + 1))
+    last_ts = max(r.timestamp or 0 for r in records[:split])
+
+    aggregates = TopicWatcher(bootstrap, topics.aggregates, record_id=window_key)
+    committed = TopicWatcher(bootstrap, topics.aggregates, "read_committed", record_id=window_key)
+    job = start_windows(tmp_path / "windows.yaml", tmp_path, "first")
+    try:
+        wait_for(lambda: closed <= aggregates.event_ids, 400, "the windows the first half closes", 0.5,
+                 abort=job.exit_reason)
+        savepoint = stop_with_savepoint(job, None, tmp_path / "savepoints")
+        # Open at the savepoint: windows not emitted that hold events of both halves.
+        across = {k for k in wanted if k not in aggregates.event_ids and k[3] <= last_ts}
+        assert across, "no window was open across the savepoint"
+
+
+        def rest() -> None:
+            produce_records(bootstrap, topics.events, records[split:], progress=False)
+            produce_flush(settings, NOW + 2 * HOUR)
+
+        finish_restored(tmp_path, savepoint, rest, set(wanted), committed)
+    finally:
+        aggregates.close()
+        committed.close()
+        if job.running():
+            job.kill()
+    assert_aggregates_are(decoded(settings, topics.aggregates), wanted)  # the open ones once, complete
+    assert decoded(settings, topics.late_events) == []
+

@@ -3,6 +3,8 @@ package io.segstream.flink;
 import io.segstream.engine.Event;
 import io.segstream.engine.Events;
 import io.segstream.engine.InvalidEvent;
+import io.segstream.flink.windows.WindowInputs;
+import io.segstream.flink.windows.WindowPipeline;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.ProcessFunction;
@@ -18,7 +20,8 @@ import org.apache.flink.util.Collector;
  * <p>Input: {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
  * record_offset), or {@link Outputs#EVENT_RECORD_TYPE} rows with a fifth column reply_to (the
  * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}.
- * Output: {@link Outputs#PARSED_EVENT_TYPE}. Metric: {@code deadLetters}.
+ * Output: {@link Outputs#PARSED_EVENT_TYPE}; with window definitions also
+ * {@link WindowPipeline#INPUTS}. Metric: {@code deadLetters}.
  */
 public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   private static final long serialVersionUID = 1L;
@@ -26,11 +29,29 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   public static final String TOMBSTONE = "record has no value (a tombstone)";
 
   private final String topic;
+  /** The window definitions' extractor, or null: the job computes no windows. */
+  private WindowInputs windows;
   private transient Counter deadLetters;
 
   /** @param topic the events topic, named in dead letters */
   public ParseEvents(String topic) {
+    this(topic, null);
+  }
+
+  /**
+   * @param topic the events topic, named in dead letters
+   * @param windows with it, every valid event also goes to {@link WindowPipeline#INPUTS}, once per
+   *     window definition that counts it: the windows branch reuses this parse (docs/windows.md)
+   */
+  public ParseEvents(String topic, WindowInputs windows) {
     this.topic = topic;
+    this.windows = windows;
+  }
+
+  /** From now on, also emit {@link WindowPipeline#INPUTS} ({@link Pipeline#attachWindows},
+   * before the job graph is built). */
+  void emitWindowInputs(WindowInputs windows) {
+    this.windows = windows;
   }
 
   @Override
@@ -45,6 +66,7 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
     Integer partition = null;
     Long offset = null;
     String reason;
+    Event event = null;
     try {
       key = (byte[]) row.getField(0);
       raw = (byte[]) row.getField(1);
@@ -53,15 +75,20 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
       if (raw == null) {
         reason = TOMBSTONE;
       } else {
-        Event event = Events.parse(raw);
+        event = Events.parse(raw);
         out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset,
             replyTo(row)));
-        return;
+        reason = null;
       }
     } catch (InvalidEvent e) {
       reason = e.reason();
     } catch (RuntimeException | StackOverflowError e) {
       reason = "internal: " + e;
+    }
+    if (reason == null) {
+      // Outside the try: the event has gone on to the evaluator, it is no dead letter whatever happens here.
+      if (windows != null) windows.extract(event, in -> ctx.output(WindowPipeline.INPUTS, in));
+      return;
     }
     if (deadLetters != null) deadLetters.inc();
     ctx.output(Outputs.DEAD_LETTERS,

@@ -1,5 +1,7 @@
 package io.segstream.flink;
 
+import io.segstream.flink.windows.WindowInputs;
+import io.segstream.flink.windows.WindowPipeline;
 import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.datastream.DataStreamSink;
@@ -13,7 +15,9 @@ import org.apache.flink.types.Row;
  * record_offset) of the events and rules source tables.
  *
  * <p>Operator uids are {@value #PARSE_UID}, {@value #EVALUATE_UID} and {@value #BIGTABLE_SINK_UID},
- * as in the former Python job, and never change (savepoints map state by uid). A savepoint of
+ * as in the former Python job, and never change (savepoints map state by uid). The window branch
+ * ({@link #attachWindows}) adds {@link WindowPipeline#PREAGGREGATE_UID} and
+ * {@link WindowPipeline#AGGREGATE_UID} (docs/windows.md). A savepoint of
  * that Python job does not restore into this one: its state has other names and a Row key, and
  * Flink refuses the restore (CHANGELOG.md gives the errors).
  */
@@ -27,13 +31,17 @@ public final class Pipeline {
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
+  private final ParseEvents parse;
+  /** The window branch, once attached. */
+  private WindowPipeline windows;
   private final boolean mirror;
   private final String eventsTopic;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
-  private Pipeline(SingleOutputStreamOperator<ParsedEvent> parsed, SingleOutputStreamOperator<Row> evaluations,
-      boolean mirror, String eventsTopic) {
+  private Pipeline(ParseEvents parse, SingleOutputStreamOperator<ParsedEvent> parsed,
+      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic) {
+    this.parse = parse;
     this.parsed = parsed;
     this.evaluations = evaluations;
     this.mirror = mirror;
@@ -49,8 +57,9 @@ public final class Pipeline {
   /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson) {
+    ParseEvents parse = new ParseEvents(eventsTopic);
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
-        .process(new ParseEvents(eventsTopic), Outputs.PARSED_EVENT_TYPE)
+        .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
@@ -58,7 +67,22 @@ public final class Pipeline {
         .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parsed, evaluations, mirror, eventsTopic);
+    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic);
+  }
+
+  /**
+   * The window branch (docs/windows.md): parse-validate also hands every valid event's window
+   * inputs to {@link WindowPipeline#aggregate}. Call it before the job is executed (the parse
+   * function is serialized with the job graph, window definitions included).
+   *
+   * @param specsJson the window definitions (segstream/windows.py's JSON)
+   * @return the branch, whose aggregates, alerts and late events go to the three sink tables
+   */
+  public WindowPipeline attachWindows(String specsJson) {
+    if (windows != null) throw new IllegalStateException("the windows are attached already");
+    parse.emitWindowInputs(new WindowInputs(specsJson));
+    windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), specsJson);
+    return windows;
   }
 
   /** (user_id, evaluation JSON): for the evaluations sink. */

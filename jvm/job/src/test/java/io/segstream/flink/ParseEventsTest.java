@@ -10,6 +10,10 @@ import java.util.Arrays;
 import java.util.Base64;
 import java.util.List;
 import java.util.stream.Collectors;
+import io.segstream.flink.windows.WindowAggregatorTest;
+import io.segstream.flink.windows.WindowInput;
+import io.segstream.flink.windows.WindowInputs;
+import io.segstream.flink.windows.WindowPipeline;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.util.OneInputStreamOperatorTestHarness;
 import org.apache.flink.streaming.util.ProcessFunctionTestHarnesses;
@@ -37,6 +41,23 @@ class ParseEventsTest {
       h.processElement(Row.of(b("k"), raw, 2, 41L), 0);
       assertEquals(List.of(new ParsedEvent("4:acmeu1", b("k"), raw, 2, 41L)), h.extractOutputValues());
       assertEquals(List.of(), deadLetters(h));
+    }
+  }
+
+  @Test
+  void withWindowDefinitionsValidEventsAlsoGoToTheWindowBranchAsTheStandaloneJobSeesThem() throws Exception {
+    String specs = WindowAggregatorTest.SPECS;
+    Row view = WindowAggregatorTest.record("acme", "u1", "e1", 5, "page_view", "/a", 7);
+    Row other = WindowAggregatorTest.record("acme", "u1", "e2", 6, "purchase", "/a", 7);
+    Row invalid = Row.of(b("k"), b("{\"event_id\":\"e3\",\"user_id\":\"u1\",\"ts\":\"x\",\"name\":\"page_view\"}"), 0, 3L);
+    try (var h = ProcessFunctionTestHarnesses.forProcessFunction(new ParseEvents("events", new WindowInputs(specs)))) {
+      for (Row r : List.of(view, other, invalid, Row.of(b("t"), null, 0, 4L))) h.processElement(r, 0);
+      List<WindowInput> inputs = h.getSideOutput(WindowPipeline.INPUTS).stream().map(StreamRecord::getValue).toList();
+      // One per definition counting the page view (both), none for the purchase or the bad records.
+      assertEquals(WindowAggregatorTest.extract(view, other, invalid), inputs);
+      assertEquals(2, inputs.size());
+      assertEquals(2, h.extractOutputValues().size());  // the evaluator's stream is unchanged
+      assertEquals(2, deadLetters(h).size());
     }
   }
 

@@ -3,6 +3,7 @@ package io.segstream.flink.windows;
 import java.nio.ByteBuffer;
 import org.apache.datasketches.hll.HllSketch;
 import org.apache.datasketches.hll.TgtHllType;
+import org.apache.datasketches.hll.Union;
 import org.apache.datasketches.memory.Memory;
 
 /**
@@ -62,6 +63,27 @@ final class Accumulator {
         flags |= OVERFLOW | HAS_DOUBLE;
         sumDouble += in.sumLong;
       }
+    }
+  }
+
+  /** Add {@code other}'s events (a pre-aggregate of the same window, {@link WindowPreAggregate}):
+   * the same result as adding them one by one (HLL union, sums as {@link #add}). */
+  void merge(Accumulator other) {
+    count += other.count;
+    if (users != null && other.users != null) {
+      Union union = new Union(LG_K);
+      union.update(users);
+      union.update(other.users);
+      users = union.getResult(TYPE);
+    }
+    if ((other.flags & HAS_SUM) == 0) return;
+    flags |= HAS_SUM | (other.flags & (HAS_DOUBLE | OVERFLOW));
+    sumDouble += other.sumDouble;
+    try {
+      sumLong = Math.addExact(sumLong, other.sumLong);
+    } catch (ArithmeticException e) {
+      flags |= OVERFLOW | HAS_DOUBLE;
+      sumDouble += other.sumLong;
     }
   }
 

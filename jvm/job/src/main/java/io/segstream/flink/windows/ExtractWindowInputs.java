@@ -3,8 +3,6 @@ package io.segstream.flink.windows;
 import io.segstream.engine.Event;
 import io.segstream.engine.Events;
 import io.segstream.engine.InvalidEvent;
-import java.math.BigInteger;
-import java.util.List;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.ProcessFunction;
@@ -13,31 +11,25 @@ import org.apache.flink.util.Collector;
 
 /**
  * The event contract (the JVM engine's {@link Events#parse}, the main job's own parser) on each
- * Kafka record, then one {@link WindowInput} per window definition the event matches. Invalid
- * records and tombstones are counted ({@code invalidRecords}) and skipped: dead-lettering them is
- * the main job's work. Nothing a record holds makes this function throw.
+ * Kafka record, then {@link WindowInputs}: one {@link WindowInput} per window definition the event
+ * matches. The first operator of the standalone window job only (jobs/windows.py); in the main job
+ * ParseEvents does the same on the event it has parsed. Invalid records and tombstones are counted
+ * ({@code invalidRecords}) and skipped: dead-lettering them is the main job's work. Nothing a
+ * record holds makes this function throw.
  */
 public class ExtractWindowInputs extends ProcessFunction<Row, WindowInput> {
   private static final long serialVersionUID = 1L;
 
-  private final String specsJson;
-  private transient List<WindowSpec> specs;
+  private final WindowInputs inputs;
   private transient Counter invalid;
 
   public ExtractWindowInputs(String specsJson) {
-    this.specsJson = specsJson;
-    WindowSpec.parseAll(specsJson); // fail on the client, not in the task
+    this.inputs = new WindowInputs(specsJson);
   }
 
   @Override
   public void open(OpenContext openContext) {
-    specs = WindowSpec.parseAll(specsJson);
     invalid = getRuntimeContext().getMetricGroup().counter("invalidRecords");
-  }
-
-  List<WindowSpec> specs() {
-    if (specs == null) specs = WindowSpec.parseAll(specsJson);
-    return specs;
   }
 
   @Override
@@ -54,33 +46,6 @@ public class ExtractWindowInputs extends ProcessFunction<Row, WindowInput> {
       if (invalid != null) invalid.inc();
       return;
     }
-    List<WindowSpec> all = specs();
-    for (int i = 0; i < all.size(); i++) {
-      WindowSpec spec = all.get(i);
-      if (!spec.matches(event.tenant(), event.name())) continue;
-      WindowInput in = new WindowInput();
-      in.spec = i;
-      in.tenant = event.tenant();
-      in.value = spec.dimension == null ? null : spec.dimensionValue(event.values().get(spec.dimension));
-      in.key = WindowInput.keyOf(i, in.tenant, in.value);
-      in.userId = event.userId();
-      in.eventId = event.eventId();
-      in.ts = event.ts();
-      if (spec.sumField != null) {
-        Object v = event.values().get(spec.sumField);
-        if (v instanceof Long || v instanceof Integer) {
-          in.hasSum = true;
-          in.sumLong = ((Number) v).longValue();
-        } else if (v instanceof BigInteger b && b.bitLength() < 64) {
-          in.hasSum = true;
-          in.sumLong = b.longValue();
-        } else if (v instanceof Double d && Double.isFinite(d)) {
-          in.hasSum = true;
-          in.sumIsDouble = true;
-          in.sumDouble = d;
-        }
-      }
-      out.collect(in);
-    }
+    inputs.extract(event, out::collect);
   }
 }

@@ -3,8 +3,10 @@ package io.segstream.flink.windows;
 import java.util.Objects;
 
 /**
- * One valid event as one window definition sees it (a Flink POJO), from {@link ExtractWindowInputs}
- * to {@link WindowAggregator}, keyed by {@link #key} = (definition, tenant, dimension value).
+ * One valid event as one window definition sees it (a Flink POJO), from {@link WindowInputs} to
+ * {@link WindowPreAggregate}; or, with {@link #partial}, the events of one window of one key
+ * that a {@link WindowPreAggregate} subtask saw between two watermarks, on their way to
+ * {@link WindowAggregator}. Keyed by {@link #key} = (definition, tenant, dimension value).
  */
 public class WindowInput {
   /** {@link #keyOf}(spec index, tenant, dimension value). */
@@ -21,6 +23,16 @@ public class WindowInput {
   public boolean sumIsDouble;
   public long sumLong;
   public double sumDouble;
+
+  /** A pre-aggregate of the window starting at {@link #start}: {@link #acc} holds its
+   * {@link Accumulator} bytes, and the events' ids, users and timestamps are listed for the late
+   * records, should the window have been emitted without them (the single-event fields are unset). */
+  public boolean partial;
+  public long start;
+  public byte[] acc;
+  public String[] eventIds;
+  public String[] userIds;
+  public long[] stamps;
 
   public WindowInput() {}
 
@@ -42,7 +54,9 @@ public class WindowInput {
   @Override
   public boolean equals(Object o) {
     return o instanceof WindowInput w && Objects.equals(key, w.key) && Objects.equals(eventId, w.eventId)
-        && ts == w.ts && hasSum == w.hasSum && sumLong == w.sumLong && sumDouble == w.sumDouble;
+        && ts == w.ts && hasSum == w.hasSum && sumLong == w.sumLong && sumDouble == w.sumDouble
+        && partial == w.partial && start == w.start && java.util.Arrays.equals(acc, w.acc)
+        && java.util.Arrays.equals(eventIds, w.eventIds);
   }
 
   @Override

@@ -8,19 +8,32 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.OutputTag;
 
 /**
- * The window job's operators, wired for jobs/windows.py (a caller on py4j):
- * {@code WindowPipeline.build(eventRecords, specsJson, parallelism)}, then {@link #aggregates()},
- * {@link #alerts()} and {@link #lateEvents()} for the three Kafka sink tables.
+ * The window operators, wired two ways (docs/windows.md):
+ * <ul>
+ *   <li>in the main job (io.segstream.flink.Pipeline.attachWindows): parse-validate
+ *       hands its {@link #INPUTS} side output to {@link #aggregate};</li>
+ *   <li>as the standalone window job (jobs/windows.py, over py4j): {@link #build} reads and parses
+ *       the events topic once more in {@value #EXTRACT_UID}, then {@link #aggregate}.</li>
+ * </ul>
+ * Then {@link #aggregates()}, {@link #alerts()} and {@link #lateEvents()} for the three Kafka sink
+ * tables.
  *
- * <p>Operator uids {@value #EXTRACT_UID} and {@value #AGGREGATE_UID} never change: savepoints map
- * state by uid.
+ * <p>Operator uids {@value #EXTRACT_UID}, {@value #PREAGGREGATE_UID} (both stateless) and
+ * {@value #AGGREGATE_UID} (all the window state) never change: savepoints map state by uid. The aggregate operator has the same uid in
+ * both jobs, but a savepoint holds one job's operators: the window state of a standalone job's
+ * savepoint does not move into the main job (docs/windows.md, "Operations").
  */
 public final class WindowPipeline {
   public static final String EXTRACT_UID = "windows-extract";
   public static final String AGGREGATE_UID = "windows-aggregate";
+  /** Stateless (it holds nothing across a barrier); a uid all the same, as every operator has. */
+  public static final String PREAGGREGATE_UID = "windows-preaggregate";
 
   /** (k STRING, v STRING): the sink tables' rows. */
   public static final TypeInformation<Row> RECORD = Types.ROW_NAMED(new String[] {"k", "v"}, Types.STRING, Types.STRING);
+  public static final TypeInformation<WindowInput> INPUT_TYPE = Types.POJO(WindowInput.class);
+  /** The main job's parse-validate side output: one input per (valid event, definition counting it). */
+  public static final OutputTag<WindowInput> INPUTS = new OutputTag<>("window-inputs", INPUT_TYPE);
   public static final OutputTag<Row> ALERTS = new OutputTag<>("alerts", RECORD);
   public static final OutputTag<Row> LATE = new OutputTag<>("late-events", RECORD);
 
@@ -30,16 +43,24 @@ public final class WindowPipeline {
     this.aggregated = aggregated;
   }
 
-  /** @param records the events source's (record_key, record_value, record_partition, record_offset) rows
+  /** The standalone window job.
+   *  @param records the events source's (record_key, record_value, record_partition, record_offset) rows
    *  @param specsJson the window definitions (segstream/windows.py's JSON) */
   public static WindowPipeline build(DataStream<Row> records, String specsJson) {
-    SingleOutputStreamOperator<Row> aggregated = records
-        .process(new ExtractWindowInputs(specsJson), Types.POJO(WindowInput.class))
-        .name("windows-extract").uid(EXTRACT_UID)
+    return aggregate(records
+        .process(new ExtractWindowInputs(specsJson), INPUT_TYPE)
+        .name("windows-extract").uid(EXTRACT_UID), specsJson);
+  }
+
+  /** The windows of {@code inputs}: pre-aggregated per subtask ({@link WindowPreAggregate},
+   * chained to the operator that makes the inputs), then keyed by (definition, tenant, dimension
+   * value), in event time. */
+  public static WindowPipeline aggregate(DataStream<WindowInput> inputs, String specsJson) {
+    return new WindowPipeline(inputs
+        .transform("windows-preaggregate", INPUT_TYPE, new WindowPreAggregate(specsJson)).uid(PREAGGREGATE_UID)
         .keyBy(in -> in.key, Types.STRING)
         .process(new WindowAggregator(specsJson), RECORD)
-        .name("windows-aggregate").uid(AGGREGATE_UID);
-    return new WindowPipeline(aggregated);
+        .name("windows-aggregate").uid(AGGREGATE_UID));
   }
 
   public DataStream<Row> aggregates() {

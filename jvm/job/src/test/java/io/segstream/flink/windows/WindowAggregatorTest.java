@@ -21,23 +21,23 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.OutputTag;
 import org.junit.jupiter.api.Test;
 
-class WindowAggregatorTest {
+public class WindowAggregatorTest {
   static final long MIN = 60_000L;
   static final long T0 = 1_800_000_000_000L - 1_800_000_000_000L % (5 * MIN); // a window start
-  static final String SPECS = "[{\"id\": \"views\", \"event\": \"page_view\", \"size_ms\": 300000, \"slide_ms\": 300000,"
+  public static final String SPECS = "[{\"id\": \"views\", \"event\": \"page_view\", \"size_ms\": 300000, \"slide_ms\": 300000,"
       + " \"sum\": \"ms\", \"distinct_users\": true,"
       + " \"surge\": {\"factor\": 3.0, \"baseline_windows\": 2, \"min_count\": 4}},"
       + "{\"id\": \"by_path\", \"event\": \"page_view\", \"size_ms\": 600000, \"slide_ms\": 300000,"
       + " \"values\": {\"field\": \"path\", \"allow\": [\"/a\"], \"other\": \"(other)\"}, \"distinct_users\": false}]";
   static final ObjectMapper JSON = new ObjectMapper();
 
-  static Row record(String tenant, String user, String id, long ts, String name, String path, Object ms) {
+  public static Row record(String tenant, String user, String id, long ts, String name, String path, Object ms) {
     String json = "{\"event_id\":\"" + id + "\",\"tenant\":\"" + tenant + "\",\"user_id\":\"" + user + "\",\"ts\":" + ts
         + ",\"name\":\"" + name + "\",\"values\":{\"path\":\"" + path + "\",\"ms\":" + ms + "}}";
     return Row.of(null, json.getBytes(StandardCharsets.UTF_8), 0, 0L);
   }
 
-  static List<WindowInput> extract(Row... rows) throws Exception {
+  public static List<WindowInput> extract(Row... rows) throws Exception {
     var h = new OneInputStreamOperatorTestHarness<>(new ProcessOperator<>(new ExtractWindowInputs(SPECS)));
     h.open();
     for (Row r : rows) h.processElement(new StreamRecord<>(r));
@@ -169,5 +169,75 @@ class WindowAggregatorTest {
     assertEquals(WindowAggregator.alertId("t", "t/views", T0 + 20 * MIN, T0 + 25 * MIN), a.get("id").asText());
     assertNull(a.get("value").textValue());
     h.close();
+  }
+
+  /** The script (inputs and watermarks) through the aggregator alone, or through the pre-aggregator
+   * first: its main output and late records, as sorted JSON strings. */
+  static List<List<String>> run(List<Object> script, boolean preAggregate) throws Exception {
+    var agg = harness(null);
+    var pre = new OneInputStreamOperatorTestHarness<>(new WindowPreAggregate(SPECS));
+    pre.open();
+    int flushes = 0;
+    for (Object o : script) {
+      if (preAggregate) {
+        if (o instanceof WindowInput in) pre.processElement(new StreamRecord<>(in));
+        else pre.processWatermark((Watermark) o);
+        for (Object out; (out = pre.getOutput().poll()) != null; ) {
+          if (out instanceof StreamRecord<?> r) {
+            assertTrue(((WindowInput) r.getValue()).partial);
+            agg.processElement(new StreamRecord<>((WindowInput) r.getValue()));
+          } else if (out instanceof Watermark w) {
+            flushes++;
+            agg.processWatermark(w);
+          }
+        }
+      } else if (o instanceof WindowInput in) {
+        agg.processElement(new StreamRecord<>(in));
+      } else {
+        agg.processWatermark((Watermark) o);
+      }
+    }
+    if (preAggregate) assertEquals(script.stream().filter(o -> o instanceof Watermark).count(), flushes);
+    List<List<String>> result = List.of(main(agg).stream().map(JsonNode::toString).sorted().toList(),
+        side(agg, WindowPipeline.LATE).stream().map(JsonNode::toString).sorted().toList());
+    pre.close();
+    agg.close();
+    return result;
+  }
+
+  @Test
+  void preAggregatedTheWindowsAndTheLateRecordsAreTheSame() throws Exception {
+    List<Object> script = new ArrayList<>();
+    for (int i = 0; i < 40; i++) {
+      script.addAll(extract(record("t" + i % 2, "u" + i % 7, "e" + i, T0 + i * 20_000L, "page_view",
+          i % 3 == 0 ? "/a" : "/b", i)));
+      if (i % 10 == 9) script.add(new Watermark(T0 + i * 20_000L - 60_000));
+    }
+    // late: windows [T0, T0 + 5m) of both definitions have been emitted by now
+    script.addAll(extract(record("t0", "u9", "late1", T0 + 10, "page_view", "/a", 1),
+        record("t1", "u8", "late2", T0 + 20, "page_view", "/b", 2)));
+    script.add(new Watermark(Long.MAX_VALUE));
+    List<List<String>> direct = run(script, false);
+    assertEquals(direct, run(script, true));
+    assertTrue(direct.get(1).size() >= 2, direct.get(1).toString());
+    assertTrue(direct.get(0).size() > 6, direct.get(0).toString());
+  }
+
+  @Test
+  void thePreAggregatorHoldsNothingAcrossABarrier() throws Exception {
+    var pre = new OneInputStreamOperatorTestHarness<>(new WindowPreAggregate(SPECS));
+    pre.open();
+    for (WindowInput in : extract(record("t", "u1", "e1", T0, "page_view", "/a", 1),
+        record("t", "u2", "e2", T0 + 1, "page_view", "/a", 1))) {
+      pre.processElement(new StreamRecord<>(in));
+    }
+    assertTrue(pre.getOutput().isEmpty());
+    pre.prepareSnapshotPreBarrier(1L);
+    // views [T0, +5m); by_path /a [T0 - 5m, +10m) and [T0, +10m): each with both events
+    List<WindowInput> partials = new ArrayList<>();
+    for (Object o : pre.getOutput()) partials.add((WindowInput) ((StreamRecord<?>) o).getValue());
+    assertEquals(3, partials.size(), partials.toString());
+    for (WindowInput p : partials) assertEquals(List.of("e1", "e2"), List.of(p.eventIds));
+    pre.close();
   }
 }
