@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from operators.events import MAX_RECORD_BYTES, Event, InvalidEvent, _too_deep, encode_event
 
@@ -56,6 +56,9 @@ def _check_path(path: str) -> str:
 
 class PiiConfig(BaseModel):
     """The `pii:` section of conf/segstream.yaml: field path -> drop | hash | keep, per tenant."""
+
+    # An unknown key is an error: a `key:` in the YAML (never) or a misspelt `tenant:` must not pass.
+    model_config = ConfigDict(extra="forbid")
 
     # The policy of every tenant not listed in `tenants`, and of dead letters whose tenant cannot be
     # read. Empty: keep everything (the default: no PII policy).
