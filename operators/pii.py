@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -146,7 +147,7 @@ class Policy:
             raise InvalidEvent(f"record is {size} bytes after redaction, over the {MAX_RECORD_BYTES} byte limit")
         return redacted
 
-    def _values(self, fields: _Fields, values: dict[str, object]) -> dict:
+    def _values(self, fields: _Fields, values: Mapping[str, object]) -> dict:
         out: dict[str, object] = {}
         for name, value in values.items():
             action = fields.action(name)
