@@ -218,6 +218,3 @@ class _Fields:
 
     def action(self, name: str) -> Action:
         return self.named.get(name, self.rest)
-
-
-NO_POLICY = Policy(DEV_KEY, {}, {})
