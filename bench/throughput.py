@@ -10,6 +10,7 @@ and report produce-to-evaluation latency percentiles (seen by a consumer of `eva
     .venv/bin/python bench/throughput.py backlog --events 200000 --users 2000
     .venv/bin/python bench/throughput.py latency --rate 1000 --seconds 60
     .venv/bin/python bench/throughput.py window-cost --events 100000 --rounds 3
+    .venv/bin/python bench/throughput.py pii-cost --events 100000 --rounds 2
 window-cost mode: the main job's steady rate over one backlog with its window branch off and on
 (`windows.enabled`), alternating, in one session.
 Flink settings come from conf/ and SEGSTREAM_FLINK__* variables (execution mode, bundle size...).
@@ -232,11 +233,26 @@ def _window_cost(events: int, users: int, rounds: int, span_hours: float) -> Non
     print(f"parallelism={settings.flink.parallelism} state backend={settings.flink.state_backend} events={events} "
           f"span_hours={span_hours or 'default'} windows={settings.windows.file} "
           f"delivery={settings.kafka.delivery_guarantee}")
+
+    def report(run_id: str) -> str:
+        windows = sum(end_offsets(bootstrap, f"{topics.aggregates}-{run_id}").values())
+        late = sum(end_offsets(bootstrap, f"{topics.late_events}-{run_id}").values())
+        return f"{windows} window aggregates, {late} late events"
+
+    _alternate("windows", rounds, base_env, settings,
+               lambda on: {"SEGSTREAM_WINDOWS__ENABLED": str(on).lower()}, report)
+
+
+def _alternate(what: str, rounds: int, base_env: dict[str, str], settings, variant, report) -> None:
+    """`rounds` pairs of bounded runs of the main job over the backlog already in the events topic,
+    `what` off then on (`variant(on)`: its environment), each writing to topics of its own; print
+    each run, each pair's cost and the cost of the mean steady rates."""
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
     results: dict[bool, list[float]] = {False: [], True: []}
     for n in range(rounds * 2):
-        with_windows = n % 2 == 1
+        on = n % 2 == 1
         run_id = uuid.uuid4().hex[:6]
-        env = {**os.environ, **base_env, "SEGSTREAM_WINDOWS__ENABLED": str(with_windows).lower(),
+        env = {**os.environ, **base_env, **variant(on),
                **{f"SEGSTREAM_KAFKA__TOPICS__{name.upper()}": f"{getattr(topics, name)}-{run_id}"
                   for name in ("evaluations", "expirations", "dead_letters", "aggregates", "alerts", "late_events")},
                "SEGSTREAM_KAFKA__GROUP_ID": f"bench-{run_id}"}
@@ -245,16 +261,42 @@ def _window_cost(events: int, users: int, rounds: int, span_hours: float) -> Non
         load_before = _load()
         run = timed_run([sys.executable, str(JOB), "--bounded"], bootstrap, f"{topics.evaluations}-{run_id}",
                         settings.kafka.events_partitions, env=env)
-        windows = sum(end_offsets(bootstrap, f"{topics.aggregates}-{run_id}").values())
-        late = sum(end_offsets(bootstrap, f"{topics.late_events}-{run_id}").values())
-        results[with_windows].append(run.steady)
-        pair = (f" (pair {len(results[True])}: cost {100 * (1 - run.steady / results[False][-1]):.1f} %)"
-                if with_windows else "")
-        print(f"main job windows {'on ' if with_windows else 'off'}: steady {run.steady:,.0f} ev/s{pair}, "
+        results[on].append(run.steady)
+        pair = f" (pair {len(results[True])}: cost {100 * (1 - run.steady / results[False][-1]):.1f} %)" if on else ""
+        print(f"main job {what} {'on ' if on else 'off'}: steady {run.steady:,.0f} ev/s{pair}, "
               f"{run.steady_cpu_us:.0f} CPU µs/event, wall {run.wall:.1f} s, CPU {run.cpu:.0f} s, "
-              f"{windows} window aggregates, {late} late events; load average before {load_before}, after {_load()}")
-    off, on = statistics.mean(results[False]), statistics.mean(results[True])
-    print(f"mean steady rate windows off {off:,.0f} ev/s, on {on:,.0f} ev/s: cost {100 * (1 - on / off):.1f} %")
+              f"{report(run_id)}; load average before {load_before}, after {_load()}")
+    off, on_rate = statistics.mean(results[False]), statistics.mean(results[True])
+    print(f"mean steady rate {what} off {off:,.0f} ev/s, on {on_rate:,.0f} ev/s: "
+          f"cost {100 * (1 - on_rate / off):.1f} %")
+
+
+# The PII policy of pii-cost: a field of every kind of generated event hashed or dropped, for every
+# tenant (the default policy), so that every event is redacted (docs/security.md, "Item 6").
+BENCH_PII_POLICY = ('{"values.device": "hash", "values.product_id": "hash", "values.country": "hash", '
+                    '"values.item": "drop"}')
+
+
+@app.command("pii-cost")
+def pii_cost(events: int = 100_000, users: int = 2_000, rounds: int = 2):
+    """The PII policy's cost on the main job's steady rate: bounded runs over one backlog with no
+    policy and with BENCH_PII_POLICY (every event redacted), alternating, on a private stack; the
+    window branch off in both (its late events vary with the load, not with the policy)."""
+    from segstream.testing import LocalStack
+
+    stack = LocalStack.start(Path(tempfile.mkdtemp(prefix="segstream-pii-cost-")))
+    os.environ["SEGSTREAM_CONFIG"] = str(stack.config_path)
+    try:
+        base_env = {**_fresh_topics(bigtable=False), "SEGSTREAM_WINDOWS__ENABLED": "false"}
+        settings = _settings(base_env)
+        produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events,
+                        generate(TrafficSpec(events=events, users=users, invalid_ratio=0, tenants=2)), total=events)
+        print(f"parallelism={settings.flink.parallelism} state backend={settings.flink.state_backend} "
+              f"events={events} windows={settings.windows.enabled} policy={BENCH_PII_POLICY}")
+        _alternate("pii policy", rounds, base_env, settings,
+                   lambda on: {"SEGSTREAM_PII__DEFAULT": BENCH_PII_POLICY if on else "{}"}, lambda run_id: "events")
+    finally:
+        stack.stop()
 
 
 @app.command()

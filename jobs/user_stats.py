@@ -86,6 +86,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
                                           catalogue_json(settings), rules_json(settings), mirror,
                                           json.dumps(dataclasses.asdict(settings.rule_limits)))
+    if settings.pii.enabled:  # parse-validate redacts before anything else sees an event (docs/security.md)
+        pipeline.redactPii(settings.pii.policy().to_json())
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,

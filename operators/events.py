@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from operators.pii import Policy
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_USER_ID_BYTES = 256
@@ -135,16 +139,18 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def dead_letter(raw: bytes | None, reason: str, topic: str, partition: int, offset: int) -> bytes:
+def dead_letter(raw: bytes | None, reason: str, topic: str, partition: int, offset: int,
+                policy: Policy | None = None) -> bytes:
     """The dead-letter record: the original bytes (base64, they may not be text; none for a
-    tombstone) and where they came from."""
+    tombstone) and where they came from. Under a PII `policy` that redacts the record's tenant, no
+    original: `original_redacted`, its length and HMAC and its readable fields, redacted
+    (operators/pii.py `dead_letter_fields`)."""
     raw = raw or b""
-    return _encoder.encode(
-        {
-            "reason": reason,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "original_b64": base64.b64encode(raw).decode("ascii"),
-        }
-    )
+    letter: dict[str, object] = {"reason": reason, "topic": topic, "partition": partition, "offset": offset}
+    redacted = policy.dead_letter_fields(raw) if policy is not None else None
+    if redacted is None:
+        letter["original_b64"] = base64.b64encode(raw).decode("ascii")
+    else:
+        letter["original_redacted"] = True
+        letter.update(redacted)
+    return _encoder.encode(letter)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from batch.config import BatchConfig  # the batch layer owns its section
+from operators.pii import PiiConfig  # the PII policy's section (docs/security.md, item 6)
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
@@ -135,6 +136,7 @@ class Settings(BaseSettings):
     serving: ServingConfig = ServingConfig()
     rule_limits: RuleLimits = RuleLimits()
     batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
+    pii: PiiConfig = PiiConfig()  # per-tenant drop / hash / keep of event values at ingest
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

@@ -9,8 +9,11 @@ the JVM engine (`jvm/engine`, io.segstream.engine.Replay) runs as `java -jar seg
          {"event": "raw record value"}         or {"event_b64": "..."} for arbitrary bytes
          {"rule_change": {"key": "...", "value": "rule json" or null}}
          {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
+         {"pii": {"key_hex": ..., "default": {...}, "tenants": {...}}}   a PII policy from here on
     out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
          {"duplicate": {...}}                  a retried event_id: the receipt it is answered with
+         {"redacted": {...}}                   under a policy: the event the engine sees, when redacted
+         {"dead_letter_fields": {...}}         under a policy: what a redacted dead letter keeps
 
 Per-user state is keyed by (tenant, user_id). `rules_version` is not part of an evaluation here:
 it counts rules-topic records as they interleave with events in the job, a property of the job,
@@ -28,7 +31,8 @@ import msgspec
 
 from operators.catalogue import parse_catalogue
 from operators.evaluator import Evaluator
-from operators.events import InvalidEvent, parse_record
+from operators.events import InvalidEvent, encode_event, parse_record
+from operators.pii import Policy
 from operators.rules import RuleError, RuleSet, compile_rule
 from segstream.jvm import ENGINE_JAR, java_binary, require
 
@@ -47,6 +51,7 @@ def python_replay(lines: Iterable[str]) -> list[str]:
     rules: RuleSet | None = None
     evaluator: Evaluator | None = None
     states: dict[tuple[str, str], bytes] = {}
+    policy: Policy | None = None
 
     def engine() -> Evaluator:
         nonlocal rules, evaluator
@@ -73,8 +78,16 @@ def python_replay(lines: Iterable[str]) -> list[str]:
             raw_event = cmd["event"].encode() if "event" in cmd else base64.b64decode(cmd["event_b64"])
             try:
                 event = parse_record(raw_event)
+                if policy is not None:
+                    redacted = policy.redact(event)
+                    if redacted is not event:
+                        event = redacted
+                        out.append(_line("redacted", msgspec.json.decode(encode_event(event))))
             except InvalidEvent as exc:
                 out.append(_line("dead_letter", str(exc)))
+                fields = policy.dead_letter_fields(raw_event) if policy is not None else None
+                if fields is not None:
+                    out.append(_line("dead_letter_fields", fields))
                 continue
             key = (event.tenant, event.user_id)
             result = engine().process(states.get(key), event)
@@ -82,6 +95,9 @@ def python_replay(lines: Iterable[str]) -> list[str]:
             if result.expiry is not None:
                 out.append(_line("expiry", result.expiry))
             out.append(_line("duplicate" if result.duplicate else "evaluation", result.evaluation))
+        elif "pii" in cmd:
+            p = cmd["pii"]
+            policy = Policy(bytes.fromhex(p["key_hex"]), p.get("default", {}), p.get("tenants", {}))
         elif "rule_change" in cmd:
             change = cmd["rule_change"]
             engine()

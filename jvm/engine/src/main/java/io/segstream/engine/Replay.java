@@ -23,8 +23,11 @@ import java.util.Map;
  *      {"event": "raw record value"}           or {"event_b64": "..."} for arbitrary bytes
  *      {"rule_change": {"key": "...", "value": "rule json" or null}}
  *      {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
+ *      {"pii": {"key_hex", "default", "tenants"}}   a PII policy ({@link Redaction}) from here on
  * out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
  *      {"duplicate": {...}}                    a retried event_id: the receipt it is answered with
+ *      {"redacted": {...}}                     under a policy: the event the engine sees, when redacted
+ *      {"dead_letter_fields": {...}}           under a policy: what a redacted dead letter keeps
  * </pre>
  *
  * Per-user state lives in a HashMap keyed by (tenant, user_id). Lines are written with
@@ -50,6 +53,7 @@ public final class Replay {
   private RuleSet rules;
   private Evaluator evaluator;
   private final Map<String, byte[]> states = new HashMap<>();
+  private Redaction policy;
   private final PrintStream out;
 
   Replay(PrintStream out) {
@@ -82,8 +86,15 @@ public final class Replay {
       Event event;
       try {
         event = Events.parse(raw);
+        Redaction.Redacted redacted = policy == null ? null : policy.redact(event);
+        if (redacted != null) {
+          event = redacted.event();
+          emit("redacted", event.toJson());
+        }
       } catch (InvalidEvent e) {
         emit("dead_letter", e.reason());
+        Map<String, Object> fields = policy == null ? null : policy.deadLetterFields(raw);
+        if (fields != null) emit("dead_letter_fields", fields);
         return;
       }
       String key = event.tenant() + "\0" + event.userId();
@@ -92,6 +103,8 @@ public final class Replay {
       if (p.expiry() != null) emit("expiry", p.expiry());
       // The rendered JSON as is: for a duplicate it is the receipt kept in the state.
       out.print("{\"" + (p.duplicate() ? "duplicate" : "evaluation") + "\":" + p.json() + "}\n");
+    } else if (cmd.has("pii")) {
+      policy = Redaction.fromJson(cmd.get("pii").toString());
     } else if (cmd.has("rule_change")) {
       JsonNode change = cmd.get("rule_change");
       JsonNode value = change.get("value");

@@ -1,6 +1,7 @@
 package io.segstream.flink;
 
 import io.segstream.engine.Json;
+import io.segstream.engine.Redaction;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -38,13 +39,28 @@ public final class DeadLetters {
 
   /** As {@link #value(byte[], String, String, Integer, Long)}; {@code key} only to describe a cut key. */
   static byte[] value(byte[] raw, String reason, String topic, Integer partition, Long offset, byte[] key) {
+    return value(raw, reason, topic, partition, offset, key, null);
+  }
+
+  /**
+   * As above, under a PII policy (null: none): when the policy of the record's tenant redacts
+   * anything, the original is not kept: {@code "original_redacted": true} and
+   * {@link Redaction#deadLetterFields} (its length, HMAC and readable fields, redacted) take the
+   * place of {@code original_b64}, as operators/events.py {@code dead_letter} with a policy.
+   */
+  static byte[] value(byte[] raw, String reason, String topic, Integer partition, Long offset, byte[] key,
+      Redaction redaction) {
     if (raw == null) raw = new byte[0];
     Map<String, Object> letter = new LinkedHashMap<>();
     letter.put("reason", reason);
     letter.put("topic", topic);
     letter.put("partition", partition == null ? null : (long) partition);
     letter.put("offset", offset);
-    if (raw.length <= MAX_ORIGINAL_BYTES) {
+    Map<String, Object> redacted = redaction == null ? null : redaction.deadLetterFields(raw);
+    if (redacted != null) {
+      letter.put("original_redacted", true);
+      letter.putAll(redacted);
+    } else if (raw.length <= MAX_ORIGINAL_BYTES) {
       letter.put("original_b64", Base64.getEncoder().encodeToString(raw));
     } else {
       letter.put("original_b64", Base64.getEncoder().encodeToString(Arrays.copyOf(raw, MAX_ORIGINAL_BYTES)));

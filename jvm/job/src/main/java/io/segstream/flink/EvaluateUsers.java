@@ -213,14 +213,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
 
   /** The event as operators/events.py encode_event writes it (msgspec, the Event struct's field order). */
   static Map<String, Object> eventJson(Event event) {
-    Map<String, Object> e = new LinkedHashMap<>();
-    e.put("event_id", event.eventId());
-    e.put("user_id", event.userId());
-    e.put("ts", event.ts());
-    e.put("name", event.name());
-    e.put("values", event.values());
-    e.put("tenant", event.tenant());
-    return e;
+    return event.toJson();
   }
 
   /** The rule-log entry of the initial rules, live from the version this subtask's rule set is

@@ -3,6 +3,7 @@ package io.segstream.flink;
 import io.segstream.engine.Event;
 import io.segstream.engine.Events;
 import io.segstream.engine.InvalidEvent;
+import io.segstream.engine.Redaction;
 import io.segstream.flink.windows.WindowInputs;
 import io.segstream.flink.windows.WindowPipeline;
 import org.apache.flink.api.common.functions.OpenContext;
@@ -32,6 +33,8 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   /** The window definitions' extractor, or null: the job computes no windows. */
   private WindowInputs windows;
   private transient Counter deadLetters;
+  /** The PII policy (docs/security.md, "Item 6"), or null: events go on as they came. */
+  private Redaction redaction;
 
   /** @param topic the events topic, named in dead letters */
   public ParseEvents(String topic) {
@@ -52,6 +55,12 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
    * before the job graph is built). */
   void emitWindowInputs(WindowInputs windows) {
     this.windows = windows;
+  }
+
+  /** From now on, redact each event by this PII policy before anything else sees it
+   * ({@link Pipeline#redactPii}, before the job graph is built). */
+  void redactWith(Redaction redaction) {
+    this.redaction = redaction;
   }
 
   @Override
@@ -76,7 +85,13 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
         reason = TOMBSTONE;
       } else {
         event = Events.parse(raw);
-        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset,
+        byte[] value = raw;
+        Redaction.Redacted redacted = redaction == null ? null : redaction.redact(event);
+        if (redacted != null) {  // from here on only the redacted event exists: state, mirror, windows
+          event = redacted.event();
+          value = redacted.json();
+        }
+        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, value, partition, offset,
             replyTo(row)));
         reason = null;
       }
@@ -92,7 +107,7 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
     }
     if (deadLetters != null) deadLetters.inc();
     ctx.output(Outputs.DEAD_LETTERS,
-        Row.of(DeadLetters.key(key), DeadLetters.value(raw, reason, topic, partition, offset, key)));
+        Row.of(DeadLetters.key(key), DeadLetters.value(raw, reason, topic, partition, offset, key, redaction)));
   }
 
   /** The reply topic of an {@link Outputs#EVENT_RECORD_TYPE} row: its fifth column as UTF-8, if any. */

@@ -1,5 +1,6 @@
 package io.segstream.flink;
 
+import io.segstream.engine.Redaction;
 import io.segstream.flink.windows.WindowInputs;
 import io.segstream.flink.windows.WindowPipeline;
 import org.apache.flink.api.java.tuple.Tuple2;
@@ -83,6 +84,18 @@ public final class Pipeline {
     parse.emitWindowInputs(new WindowInputs(specsJson));
     windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), specsJson);
     return windows;
+  }
+
+  /**
+   * The PII policy (docs/security.md, "Item 6"): parse-validate redacts each event by it before
+   * anything else sees it, and dead letters of policed records keep no original. Call it before the
+   * job is executed (the parse function is serialized with the job graph, the policy included).
+   *
+   * @param policyJson operators/pii.py {@code Policy.to_json()}; empty: no policy
+   */
+  public void redactPii(String policyJson) {
+    Redaction policy = Redaction.fromJson(policyJson);
+    if (policy != null && policy.active()) parse.redactWith(policy);
   }
 
   /** (user_id, evaluation JSON): for the evaluations sink. */
