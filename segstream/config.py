@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from batch.config import BatchConfig  # the batch layer owns its section
+from operators.ownership import OwnershipConfig  # signing keys of rule records and erase commands
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
@@ -37,6 +38,8 @@ class Topics(BaseModel):
     late_events: str = "late-events"
     # Every rule record the job applied, with its rules_version, never compacted (docs/batch.md).
     rules_log: str = "rules-log"
+    # Erasures done: the acknowledgement of every erase command (docs/security.md, "Erasure").
+    erasures: str = "erasures"
 
 
 class KafkaConfig(BaseModel):
@@ -134,6 +137,7 @@ class Settings(BaseSettings):
     alerts: AlertsConfig = AlertsConfig()
     serving: ServingConfig = ServingConfig()
     rule_limits: RuleLimits = RuleLimits()
+    ownership: OwnershipConfig = OwnershipConfig()  # docs/security.md, "Rule ownership"
     batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"

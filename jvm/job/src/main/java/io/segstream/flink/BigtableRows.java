@@ -58,8 +58,34 @@ public class BigtableRows {
   public byte[] eventId;
   public byte[] seq;
   public byte[] rulesVersion;
+  /** Set on an erasure instead of an event's rows: the prefix of the user's events rows
+   * ({@code {prefix}_{tenant}_{user_id}_}), all of which go with the profile row {@link #profileKey}. */
+  public byte[] erasePrefix;
 
   public BigtableRows() {}
+
+  /** The deletion of one user's rows, from an erasure's acknowledgement JSON (EvaluateUsers.erase). */
+  public static BigtableRows erasure(String acknowledgementJson, int width) throws InvalidRow, IOException {
+    String tenant = null;
+    String userId = null;
+    try (JsonParser p = JSON.createParser(acknowledgementJson)) {
+      expect(p.nextToken() == JsonToken.START_OBJECT, "erasure is not a JSON object");
+      while (p.nextToken() == JsonToken.FIELD_NAME) {
+        String field = p.currentName();
+        p.nextToken();
+        switch (field) {
+          case "tenant" -> tenant = p.getText();
+          case "user_id" -> userId = p.getText();
+          default -> p.skipChildren();
+        }
+      }
+    }
+    expect(tenant != null && userId != null, "erasure lacks a field");
+    BigtableRows r = new BigtableRows();
+    r.profileKey = profileKey(tenant, userId, width);
+    r.erasePrefix = concat(r.profileKey, SEP);
+    return r;
+  }
 
   /** A row that Bigtable cannot take (key too long, timestamp out of range): a dead letter. */
   public static final class InvalidRow extends Exception {

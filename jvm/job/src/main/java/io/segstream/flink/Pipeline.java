@@ -54,18 +54,33 @@ public final class Pipeline {
     return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, "");
   }
 
-  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments; rule records are not checked for a signature. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror,
+        ruleLimitsJson, null);
+  }
+
+  /**
+   * See {@link EvaluateUsers#EvaluateUsers} for the arguments. {@code signingKeysJson}: the accepted
+   * signing keys as a JSON array (the `ownership:` section, docs/security.md): rule records
+   * ({@link Outputs#RULE_RECORD_TYPE}) must be signed with one, and event records with a signature
+   * ({@link Outputs#CONTROL_RECORD_TYPE}) are erase commands; null: neither.
+   */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
+      String signingKeysJson) {
+    java.util.List<String> keys = signingKeysJson == null ? null : signingKeys(signingKeysJson);
     ParseEvents parse = new ParseEvents(eventsTopic);
+    if (keys != null) parse.signingKeys(keys);
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
         .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
         .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
-        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson),
-            Outputs.EVALUATION_TYPE)
+        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson,
+            keys), Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
     return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic);
   }
@@ -83,6 +98,22 @@ public final class Pipeline {
     parse.emitWindowInputs(new WindowInputs(specsJson));
     windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), specsJson);
     return windows;
+  }
+
+  private static java.util.List<String> signingKeys(String json) {
+    try {
+      java.util.List<String> keys = new java.util.ArrayList<>();
+      new com.fasterxml.jackson.databind.ObjectMapper().readTree(json).forEach(k -> keys.add(k.asText()));
+      if (keys.isEmpty()) throw new IllegalArgumentException("no signing key");
+      return keys;
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new IllegalArgumentException("signing keys: not a JSON array", e);
+    }
+  }
+
+  /** (erasure_id, acknowledgement JSON) of every erase command done: for the erasures sink. */
+  public DataStream<Row> erasures() {
+    return evaluations.getSideOutput(Outputs.ERASURES);
   }
 
   /** (user_id, evaluation JSON): for the evaluations sink. */

@@ -45,7 +45,8 @@ public class ToBigtableRows extends ProcessFunction<Tuple2<String, String>, Bigt
     String reason = null;
     BigtableRows rows;
     try {
-      rows = BigtableRows.of(in.f0, in.f1, hashPrefixHex);
+      rows = EvaluateUsers.ERASE_MARK.equals(in.f0) ? BigtableRows.erasure(in.f1, hashPrefixHex)
+          : BigtableRows.of(in.f0, in.f1, hashPrefixHex);
     } catch (BigtableRows.InvalidRow e) {
       rows = null;
       reason = "bigtable: " + e.getMessage();
