@@ -54,9 +54,8 @@ PIPELINE = "io.segstream.flink.Pipeline"
 _BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
 REPLY_HEADER = "segstream-reply"
-# = io.segstream.flink.Outputs.EVENT_RECORD_TYPE: the events source rows, with the reply topic.
-# = io.segstream.flink.Outputs.CONTROL_RECORD_TYPE: and the signature of a control record (an erase
-# command, operators/erasure.py).
+# = io.segstream.flink.Outputs.CONTROL_RECORD_TYPE: the events source rows, with the reply topic and
+# the signature that marks a control record (an erase command, operators/erasure.py).
 EVENT_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "reply_to",
                                      "signature"], [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES, _BYTES])
 EVENT_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "

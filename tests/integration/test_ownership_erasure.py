@@ -51,7 +51,8 @@ def test_only_owners_change_rules_and_an_erased_user_leaves_nothing(job_config, 
     data["serving"] = {"reply_topic_prefix": f"{base.kafka.topics.events}-reply-", "deadline_ms": 10_000,
                        "erase_deadline_ms": 60_000}
     settings = write_config(config_path, data)
-    bootstrap, topics, width = settings.kafka.bootstrap_servers, settings.kafka.topics, settings.bigtable.hash_prefix_hex
+    bootstrap, topics = settings.kafka.bootstrap_servers, settings.kafka.topics
+    width = settings.bigtable.hash_prefix_hex
     keys = signing_keys(settings.ownership)
     now = int(time.time() * 1000) - 60_000
 

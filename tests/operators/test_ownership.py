@@ -156,3 +156,12 @@ def test_a_refused_erase_command_is_a_dead_letter_and_erases_nothing(line, reaso
     out = python_replay([*head, line, event_line("acme", "u", 3)])
     assert json.loads(out[2]) == {"dead_letter": reason}
     assert json.loads(out[3])["evaluation"]["seq"] == 3
+
+
+def test_an_erasure_forgets_the_users_retries_too():
+    """The de-duplication receipts are the user's data as well: an event_id sent before the erasure
+    counts as new after it."""
+    before = [*SCRIPT_HEAD, event_line("acme", "u", 1), event_line("acme", "u", 1)]
+    out = python_replay([*before, erase_line("acme", "u"), event_line("acme", "u", 1)])
+    assert [next(iter(json.loads(line))) for line in out] == ["evaluation", "duplicate", "erased", "evaluation"]
+    assert json.loads(out[3])["evaluation"]["seq"] == 1

@@ -64,23 +64,8 @@ public class BigtableRows {
 
   public BigtableRows() {}
 
-  /** The deletion of one user's rows, from an erasure's acknowledgement JSON (EvaluateUsers.erase). */
-  public static BigtableRows erasure(String acknowledgementJson, int width) throws InvalidRow, IOException {
-    String tenant = null;
-    String userId = null;
-    try (JsonParser p = JSON.createParser(acknowledgementJson)) {
-      expect(p.nextToken() == JsonToken.START_OBJECT, "erasure is not a JSON object");
-      while (p.nextToken() == JsonToken.FIELD_NAME) {
-        String field = p.currentName();
-        p.nextToken();
-        switch (field) {
-          case "tenant" -> tenant = p.getText();
-          case "user_id" -> userId = p.getText();
-          default -> p.skipChildren();
-        }
-      }
-    }
-    expect(tenant != null && userId != null, "erasure lacks a field");
+  /** The deletion of one user's rows (an erasure: EvaluateUsers.erase). */
+  public static BigtableRows erasure(String tenant, String userId, int width) throws InvalidRow {
     BigtableRows r = new BigtableRows();
     r.profileKey = profileKey(tenant, userId, width);
     r.erasePrefix = concat(r.profileKey, SEP);

@@ -233,7 +233,7 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
    * An erase command (docs/security.md, "Erasure"): the user's keyed state goes (statistics, seq,
    * segments, de-duplication receipts: one blob) with its pending expiry timer; the acknowledgement
    * goes to {@link Outputs#ERASURES}, to the front that asked ({@link Outputs#REPLIES}, key =
-   * erasure_id) and, with the mirror, to Bigtable as ("", acknowledgement): {@link ToBigtableRows}
+   * erasure_id) and, with the mirror, to Bigtable as ("", the user's key): {@link ToBigtableRows}
    * turns it into the deletion of the user's rows, after the user's earlier rows on the same subtask.
    */
   private void erase(ParsedEvent in, ReadOnlyContext ctx) throws Exception {
@@ -247,11 +247,11 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     Erasure erasure = new Erasure(in.erasureId, user[0], user[1], in.erasureOwner);
     String ack = Json.render(erasure.acknowledgement(blob != null));
     ctx.output(Outputs.ERASURES, Row.of(in.erasureId, ack));
-    if (mirror) ctx.output(Outputs.MIRROR, Tuple2.of(ERASE_MARK, ack));
+    if (mirror) ctx.output(Outputs.MIRROR, Tuple2.of(ERASE_MARK, in.key));
     if (in.replyTo != null) ctx.output(Outputs.REPLIES, Row.of(in.replyTo, in.erasureId, ack));
   }
 
-  /** The event side of a mirror record that is an erasure's acknowledgement, not an event. */
+  /** The event side of a mirror record that is an erasure (the other side: the user's key), not an event. */
   public static final String ERASE_MARK = "";
 
   /** The event as operators/events.py encode_event writes it (msgspec, the Event struct's field order). */

@@ -58,7 +58,7 @@ class ErasureJobTest {
       assertEquals(List.of("x1 " + ack), values(side(h, Outputs.ERASURES)));
       assertEquals(List.of(Row.of("reply-a", "x1", ack)), side(h, Outputs.REPLIES));
       List<Tuple2<String, String>> mirror = side(h, Outputs.MIRROR);
-      assertEquals(Tuple2.of(EvaluateUsers.ERASE_MARK, ack), mirror.get(mirror.size() - 1));
+      assertEquals(Tuple2.of(EvaluateUsers.ERASE_MARK, UserKey.of("acme", "u1")), mirror.get(mirror.size() - 1));
       // No keyed state of the user is left; the others' is.
       assertEquals(java.util.Set.of(UserKey.of("acme", "u2"), UserKey.of("beta", "u1")), usersWithState(h));
       // The erased user's expiry timer went with the state: only the two others expire.
@@ -136,8 +136,7 @@ class ErasureJobTest {
 
   @Test
   void anErasureBecomesTheDeletionOfTheUsersRows() throws Exception {
-    String ack = "{\"erasure_id\":\"x1\",\"tenant\":\"a_b\",\"user_id\":\"u%1\",\"owner\":\"\"}";
-    BigtableRows rows = BigtableRows.erasure(ack, 4);
+    BigtableRows rows = BigtableRows.erasure("a_b", "u%1", 4);
     assertArrayEquals(BigtableRows.profileKey("a_b", "u%1", 4), rows.profileKey);
     String prefix = new String(rows.erasePrefix, StandardCharsets.UTF_8);
     assertEquals(new String(rows.profileKey, StandardCharsets.UTF_8) + "_", prefix);
