@@ -2,7 +2,7 @@
 run (unbounded, as in production) for every check:
 
 - rule records unsigned, forged, or signed by a tenant outside its scope are dead-lettered with the
-  reason and change no evaluation;
+  reason and change no evaluation; those of `segstream rules publish|delete` are accepted;
 - a forged erase command, and one signed by another tenant, are dead-lettered and erase nothing;
 - an operator's erase command mid-traffic (after the user's events on its partition) clears the
   user's keyed state: their next event has seq 1 and fresh stats; their Bigtable event rows and
@@ -10,7 +10,9 @@ run (unbounded, as in production) for every check:
   other users evaluate exactly as the Python engine says and keep every Bigtable row;
 - through the front: DELETE /v1/users/{id} with an unknown key is 401 and with another tenant's key
   erases that tenant's user only; with the tenant's key it answers 200 with the job's
-  acknowledgement, the user's next tracked event is seq 1 and Bigtable loses the older rows.
+  acknowledgement, the user's next tracked event is seq 1 and Bigtable loses the older rows;
+- `segstream erase USER --tenant T` (an operator) waits for the acknowledgement and erases that
+  tenant's user only.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import time
 import msgspec
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from operators import ownership
 from operators.ownership import signing_keys
+from segstream import cli
 from segstream.job_process import JobProcess
 from segstream.kafka_admin import read_topic, value_of
 from segstream.produce import Record, erase_command, produce_records, signed_rule
@@ -69,6 +73,13 @@ def test_only_owners_change_rules_and_an_erased_user_leaves_nothing(job_config, 
                           "rule: rule 'globex:tenant': tenant 'acme' is not its owner's 'globex'"),
     }
     produce_records(bootstrap, topics.rules, [r for r, _ in bad_rules.values()], progress=False)
+    # The CLI signs as an operator: its records are accepted (seen in the rule log below).
+    env = {"SEGSTREAM_CONFIG": str(config_path)}
+    rule_file = tmp_path / "cli_rule.yaml"
+    rule_file.write_text(yaml.safe_dump({"id": "cli_rule", "tenant": "nobody", **RULE}))
+    for command in (["rules", "publish", str(rule_file)], ["rules", "delete", "cli_rule"]):
+        result = CliRunner().invoke(cli.app, command, env=env)
+        assert result.exit_code == 0, result.output
 
     before = ([event("acme", "gone", n, now, 100) for n in range(5)] + [event("acme", "kept", n, now) for n in range(5)]
               + [event("globex", "gone", n, now) for n in range(3)])
@@ -119,6 +130,11 @@ def test_only_owners_change_rules_and_an_erased_user_leaves_nothing(job_config, 
         assert reasons == sorted([r for _, r in bad_rules.values()] + [
             "erase: " + ownership.MISMATCH, "erase: tenant 'acme' is not its owner's 'globex'"])
 
+        log = [msgspec.json.decode(value_of(m)) for m in read_topic(bootstrap, topics.rules_log)]
+        assert {(e["rule_id"], e["accepted"]) for e in log if "rule_id" in e} == \
+            {*((rule_id, False) for rule_id in bad_rules), ("cli_rule", True)}
+        assert [e["value"] is None for e in log if e.get("rule_id") == "cli_rule"] == [False, True]
+
         acks = [msgspec.json.decode(value_of(m)) for m in read_topic(bootstrap, topics.erasures, committed_only=False)]
         assert acks == [{"erasure_id": "erase-1", "tenant": "acme", "user_id": "gone", "owner": "",
                          "erased": "state", "had_state": True}]
@@ -164,6 +180,14 @@ def test_only_owners_change_rules_and_an_erased_user_leaves_nothing(job_config, 
             assert tracked.status_code == 200 and tracked.json()["seq"] == 1, tracked.text
             wait_for(lambda: rows_of("acme", "kept") == {bt_keys.event_key("acme", "kept", new_ts, "kept-new", width)}
                      and profile_seq("acme", "kept") == 1, 120, "acme/kept's Bigtable rows after the erasure", 0.5)
+
+        # The CLI, as an operator: `segstream erase` waits for the acknowledgement on `erasures`.
+        result = CliRunner().invoke(cli.app, ["erase", "gone", "--tenant", "globex", "--wait", "120"], env=env)
+        assert result.exit_code == 0, result.output
+        assert '"had_state": true' in result.output and '"owner": ""' in result.output, result.output
+        wait_for(lambda: not rows_of("globex", "gone") and profile_seq("globex", "gone") is None, 120,
+                 "globex/gone's Bigtable rows to go", 0.5)
+        assert rows_of("acme", "gone") == keys_of(gone_after)  # the same user_id in another tenant: untouched
         assert job.exit_reason() is None
     finally:
         job.kill()
