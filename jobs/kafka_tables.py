@@ -129,9 +129,6 @@ def create_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
     # The versioned rule log (docs/batch.md): entries are keyed by version, so copies are harmless.
     t_env.execute_sql(sink_ddl("rules_log_sink", topics.rules_log, settings, "STRING", "STRING",
                                transactional=False))
-    # Erasures done (docs/security.md, "Erasure"), keyed by erasure_id: a copy after a restart is harmless.
-    t_env.execute_sql(sink_ddl("erasures_sink", topics.erasures, settings, "STRING", "STRING",
-                               transactional=False))
 
 
 def create_window_tables(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> None:

@@ -94,19 +94,20 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     # the problem); the operators get them as JSON strings.
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
                                           catalogue_json(settings), rules_json(settings), mirror,
-                                          json.dumps(dataclasses.asdict(settings.rule_limits)), json.dumps(keys))
+                                          json.dumps(dataclasses.asdict(settings.rule_limits)), json.dumps(keys),
+                                          topics.erasures)
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
                                     b.emulator_host, b.give_up_after_s)
 
-    # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md).
+    # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md), and
+    # the acknowledgements of erasures on the erasures topic (no sink of their own: docs/security.md).
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,
                              "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 
     sinks = {"evaluations_sink": pipeline.evaluations(), "expirations_sink": pipeline.expirations(),
-             "dead_letters_sink": pipeline.deadLetters(), "rules_log_sink": pipeline.ruleLog(),
-             "erasures_sink": pipeline.erasures()}
+             "dead_letters_sink": pipeline.deadLetters(), "rules_log_sink": pipeline.ruleLog()}
     if settings.windows.enabled:
         # The window definitions are checked here too, on the client (pydantic, then WindowSpec).
         kafka_tables.create_window_sinks(t_env, settings)

@@ -135,7 +135,9 @@ def test_only_owners_change_rules_and_an_erased_user_leaves_nothing(job_config, 
             {*((rule_id, False) for rule_id in bad_rules), ("cli_rule", True)}
         assert [e["value"] is None for e in log if e.get("rule_id") == "cli_rule"] == [False, True]
 
-        acks = [msgspec.json.decode(value_of(m)) for m in read_topic(bootstrap, topics.erasures, committed_only=False)]
+        # The erasures topic is written by the reply sink, at its own pace: wait for it.
+        acks = wait_for(lambda: [msgspec.json.decode(value_of(m)) for m in read_topic(
+            bootstrap, topics.erasures, committed_only=False)], 120, "the acknowledgement on erasures", 0.5)
         assert acks == [{"erasure_id": "erase-1", "tenant": "acme", "user_id": "gone", "owner": "",
                          "erased": "state", "had_state": True}]
 

@@ -88,6 +88,8 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   /** The accepted signing keys of rule records (docs/security.md, "Rule ownership"); null: rule
    * records are not checked (the constructors without keys: tests of other things). */
   private final ArrayList<String> signingKeys;
+  /** Where erasures are acknowledged (through {@link Outputs#REPLIES}), or null. */
+  private String erasuresTopic;
 
   private transient Catalogue catalogue;
   private transient RuleSet rules;
@@ -232,8 +234,8 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   /**
    * An erase command (docs/security.md, "Erasure"): the user's keyed state goes (statistics, seq,
    * segments, de-duplication receipts: one blob) with its pending expiry timer; the acknowledgement
-   * goes to {@link Outputs#ERASURES}, to the front that asked ({@link Outputs#REPLIES}, key =
-   * erasure_id) and, with the mirror, to Bigtable as ("", the user's key): {@link ToBigtableRows}
+   * goes to {@link Outputs#ERASURES}, to the erasures topic and the front that asked (both on
+   * {@link Outputs#REPLIES}, key = erasure_id) and, with the mirror, to Bigtable as ("", the user's key): {@link ToBigtableRows}
    * turns it into the deletion of the user's rows, after the user's earlier rows on the same subtask.
    */
   private void erase(ParsedEvent in, ReadOnlyContext ctx) throws Exception {
@@ -247,8 +249,16 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     Erasure erasure = new Erasure(in.erasureId, user[0], user[1], in.erasureOwner);
     String ack = Json.render(erasure.acknowledgement(blob != null));
     ctx.output(Outputs.ERASURES, Row.of(in.erasureId, ack));
+    // The erasures topic through the reply sink: a sink of its own would shift the generated
+    // operator ids of the Kafka sink tables, and a savepoint of the release before would not restore.
+    if (erasuresTopic != null) ctx.output(Outputs.REPLIES, Row.of(erasuresTopic, in.erasureId, ack));
     if (mirror) ctx.output(Outputs.MIRROR, Tuple2.of(ERASE_MARK, in.key));
     if (in.replyTo != null) ctx.output(Outputs.REPLIES, Row.of(in.replyTo, in.erasureId, ack));
+  }
+
+  /** Also acknowledge erasures on {@code topic} (the erasures topic; {@link Pipeline#build}). */
+  void acknowledgeErasuresOn(String topic) {
+    this.erasuresTopic = topic;
   }
 
   /** The event side of a mirror record that is an erasure (the other side: the user's key), not an event. */

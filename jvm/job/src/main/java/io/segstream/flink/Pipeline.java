@@ -36,11 +36,14 @@ public final class Pipeline {
   private WindowPipeline windows;
   private final boolean mirror;
   private final String eventsTopic;
+  /** The erasures topic the reply sink also writes to, or null. */
+  private final String erasuresTopic;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
   private Pipeline(ParseEvents parse, SingleOutputStreamOperator<ParsedEvent> parsed,
-      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic) {
+      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic, String erasuresTopic) {
+    this.erasuresTopic = erasuresTopic;
     this.parse = parse;
     this.parsed = parsed;
     this.evaluations = evaluations;
@@ -70,19 +73,30 @@ public final class Pipeline {
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
       String signingKeysJson) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror,
+        ruleLimitsJson, signingKeysJson, null);
+  }
+
+  /** As above; {@code erasuresTopic}: where {@link #attachReplySink} also writes the acknowledgement of
+   * every erasure (the {@link #erasures()} stream), or null. */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
+      String signingKeysJson, String erasuresTopic) {
     java.util.List<String> keys = signingKeysJson == null ? null : signingKeys(signingKeysJson);
     ParseEvents parse = new ParseEvents(eventsTopic);
     if (keys != null) parse.signingKeys(keys);
+    EvaluateUsers evaluate = new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror,
+        ruleLimitsJson, keys);
+    evaluate.acknowledgeErasuresOn(erasuresTopic);
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
         .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
         .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
-        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson,
-            keys), Outputs.EVALUATION_TYPE)
+        .process(evaluate, Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic);
+    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic, erasuresTopic);
   }
 
   /**
@@ -177,7 +191,7 @@ public final class Pipeline {
    */
   public DataStreamSink<Row> attachReplySink(String bootstrapServers, String topicPrefix, String producerProperties) {
     return replies()
-        .filter(new ReplySink.Topics(topicPrefix, bootstrapServers, producerProperties))
+        .filter(new ReplySink.Topics(topicPrefix, erasuresTopic, bootstrapServers, producerProperties))
         .name("reply-topics").uid(REPLY_TOPICS_UID)
         .sinkTo(ReplySink.build(bootstrapServers, producerProperties)).name("reply sink").uid(REPLY_SINK_UID);
   }

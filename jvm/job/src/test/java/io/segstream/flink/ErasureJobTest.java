@@ -33,6 +33,7 @@ class ErasureJobTest {
   static KeyedBroadcastOperatorTestHarness<String, ParsedEvent, Row, Row> signedHarness() throws Exception {
     EvaluateUsers fn = new EvaluateUsers(EvaluateUsersTest.CATALOGUE, EvaluateUsersTest.RULES, "events", "rules", true,
         "", KEYS);
+    fn.acknowledgeErasuresOn("erasures");
     return new KeyedBroadcastOperatorTestHarness<>(new CoBroadcastWithKeyedOperator<>(fn, List.of(Outputs.RULE_CHANGES)),
         new UserKey.Selector(), Types.STRING, 128, 1, 0);
   }
@@ -56,7 +57,8 @@ class ErasureJobTest {
       String ack = "{\"erasure_id\":\"x1\",\"tenant\":\"acme\",\"user_id\":\"u1\",\"owner\":\"\",\"erased\":\"state\","
           + "\"had_state\":true}";
       assertEquals(List.of("x1 " + ack), values(side(h, Outputs.ERASURES)));
-      assertEquals(List.of(Row.of("reply-a", "x1", ack)), side(h, Outputs.REPLIES));
+      // On the erasures topic and to the front that asked, both through the reply sink.
+      assertEquals(List.of(Row.of("erasures", "x1", ack), Row.of("reply-a", "x1", ack)), side(h, Outputs.REPLIES));
       List<Tuple2<String, String>> mirror = side(h, Outputs.MIRROR);
       assertEquals(Tuple2.of(EvaluateUsers.ERASE_MARK, UserKey.of("acme", "u1")), mirror.get(mirror.size() - 1));
       // No keyed state of the user is left; the others' is.
