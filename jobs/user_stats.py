@@ -44,7 +44,8 @@ from jobs import kafka_tables  # noqa: E402
 from jobs.flink_env import job_arguments, job_environments  # noqa: E402
 from jobs.jvm_bridge import insert_streams, java_class, java_stream  # noqa: E402
 from jobs.windows import window_sinks  # noqa: E402
-from segstream.config import Settings, load_settings  # noqa: E402
+from operators import ownership  # noqa: E402
+from segstream.config import PROJECT_ROOT, Settings, load_settings  # noqa: E402
 from segstream.windows import definitions, definitions_json  # noqa: E402
 
 JOB_NAME = "segstream-user-stats"
@@ -53,11 +54,18 @@ PIPELINE = "io.segstream.flink.Pipeline"
 _BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
 REPLY_HEADER = "segstream-reply"
-# = io.segstream.flink.Outputs.EVENT_RECORD_TYPE: the events source rows, with the reply topic.
-EVENT_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "reply_to"],
-                                    [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES])
+# = io.segstream.flink.Outputs.CONTROL_RECORD_TYPE: the events source rows, with the reply topic and
+# the signature that marks a control record (an erase command, operators/erasure.py).
+EVENT_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "reply_to",
+                                     "signature"], [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES, _BYTES])
 EVENT_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "
-               f"record_headers['{REPLY_HEADER}'] AS reply_to FROM events_source")
+               f"record_headers['{REPLY_HEADER}'] AS reply_to, "
+               f"record_headers['{ownership.HEADER}'] AS signature FROM events_source")
+# = Outputs.RULE_RECORD_TYPE: rule records with their signature (docs/security.md, "Rule ownership").
+RULE_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "signature"],
+                                   [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES])
+RULE_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "
+              f"record_headers['{ownership.HEADER}'] AS signature FROM rules_source")
 
 
 def catalogue_json(settings: Settings) -> str:
@@ -79,13 +87,15 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     kafka_tables.create_tables(t_env, settings, bounded)
 
     events = t_env.to_append_stream(t_env.sql_query(EVENT_QUERY), EVENT_RECORD_TYPE)
-    rules = kafka_tables.record_stream(t_env, "rules_source")
+    rules = t_env.to_append_stream(t_env.sql_query(RULE_QUERY), RULE_RECORD_TYPE)
+    keys = ownership.signing_keys(settings.ownership, PROJECT_ROOT)
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
                                           catalogue_json(settings), rules_json(settings), mirror,
-                                          json.dumps(dataclasses.asdict(settings.rule_limits)))
+                                          json.dumps(dataclasses.asdict(settings.rule_limits)), json.dumps(keys),
+                                          topics.erasures)
     if settings.pii.enabled:  # parse-validate redacts before anything else sees an event (docs/security.md)
         pipeline.redactPii(settings.pii.policy().to_json())
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
@@ -93,7 +103,8 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,
                                     b.emulator_host, b.give_up_after_s)
 
-    # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md).
+    # Answers for the serving fronts, at-least-once and outside any transaction (docs/serving.md), and
+    # the acknowledgements of erasures on the erasures topic (no sink of their own: docs/security.md).
     pipeline.attachReplySink(settings.kafka.bootstrap_servers, settings.serving.reply_topic_prefix,
                              "\n".join(f"{k}={v}" for k, v in settings.kafka.sink_properties.items()))
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from operators import ownership
 from operators.catalogue import Catalogue
 from operators.events import Event
 from operators.rule_checks import check as conformance_check
@@ -257,10 +258,22 @@ class RuleSet:
         self._by_tenant.clear()
         self._own_rules = frozenset(r.rule.tenant for r in self.rules.values() if r.rule.tenant is not None)
 
-    def apply_change(self, key: str, value: bytes | None) -> str | None:
+    def apply_signed_change(self, key: str, value: bytes | None, signature: bytes | None,
+                            keys: Sequence[str]) -> str | None:
+        """apply_change for a record of the rules topic as the job reads it: refused (the reason)
+        unless `signature` (its segstream-signature header) is valid with one of `keys` and its owner
+        may write this rule (operators/ownership.py)."""
+        owner, reason = ownership.verify(keys, ownership.RULE, key.encode("utf-8", "surrogatepass"), value,
+                                         signature)
+        if owner is None:
+            return reason
+        return ownership.rule_scope(owner, key) or self.apply_change(key, value, owner)
+
+    def apply_change(self, key: str, value: bytes | None, owner: str = "") -> str | None:
         """Apply one record of the rules topic; an invalid one changes nothing and returns the reason.
 
         An empty value deletes rule `key` (deleting an unknown id is a no-op: tombstones replay).
+        `owner`: the tenant the record's writer acts for (empty: an operator, who may name any tenant).
         """
         if not value:
             if self.rules.pop(key, None) is not None:
@@ -273,6 +286,9 @@ class RuleSet:
         if rule.id != key:
             return f"record key {key!r} does not match rule id {rule.id!r}"
         tenant = rule.rule.tenant
+        refused = ownership.rule_tenant(owner, key, tenant)
+        if refused is not None:
+            return refused
         others = sum(1 for r in self.rules.values() if r.rule.tenant == tenant and r.id != key)
         if others >= self.limits.max_rules_per_tenant:
             scope = "every tenant" if tenant is None else f"tenant {tenant!r}"

@@ -230,6 +230,46 @@ def profile(user_id: str, tenant: str = typer.Option("default")):
 
 @app.command()
 @one_line_errors
+def erase(user_id: str, tenant: str = typer.Option("default"),
+          wait: float = typer.Option(60.0, help="Seconds to wait for the job's acknowledgement (0: do not wait).")):
+    """Erase a user: their keyed state in the running job, then their Bigtable rows (docs/security.md)."""
+    import json
+
+    from segstream.control import erase as send_erase
+
+    ack = send_erase(settings(), tenant, user_id, wait or None)
+    if ack is None:
+        raise StackError(f"no acknowledgement within {wait:.0f} s: is the job running? (the command stays on "
+                         "the events topic and is applied when the job reads it)")
+    console.print_json(json.dumps(ack))
+
+
+@batch_cli.rules_app.command("publish")
+@one_line_errors
+def rules_publish(file: Path = typer.Argument(..., help="A rule as JSON or YAML: {id, tenant?, description, when}.")):
+    """Publish a rule to the running job's rules topic, signed as an operator (docs/security.md)."""
+    import yaml
+
+    from segstream.control import publish_rule
+
+    rule = yaml.safe_load(file.read_text(encoding="utf-8"))
+    if not isinstance(rule, dict):
+        raise StackError(f"{file}: expected one rule (a mapping)")
+    console.print(f"published rule {publish_rule(settings(), rule)!r}")
+
+
+@batch_cli.rules_app.command("delete")
+@one_line_errors
+def rules_delete(rule_id: str):
+    """Delete a rule from the running job (a signed tombstone on the rules topic)."""
+    from segstream.control import delete_rule
+
+    delete_rule(settings(), rule_id)
+    console.print(f"deleted rule {rule_id!r}")
+
+
+@app.command()
+@one_line_errors
 def serve(host: str | None = typer.Option(None, help="Default: serving.host."),
           port: int | None = typer.Option(None, help="Default: serving.port."),
           workers: int = typer.Option(1, help="Worker processes; each is a front instance with its own reply topic.")):

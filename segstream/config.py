@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from batch.config import BatchConfig  # the batch layer owns its section
+from operators.ownership import OwnershipConfig  # signing keys of rule records and erase commands
 from operators.pii import PiiConfig  # the PII policy's section (docs/security.md, item 6)
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
@@ -38,6 +39,8 @@ class Topics(BaseModel):
     late_events: str = "late-events"
     # Every rule record the job applied, with its rules_version, never compacted (docs/batch.md).
     rules_log: str = "rules-log"
+    # Erasures done: the acknowledgement of every erase command (docs/security.md, "Erasure").
+    erasures: str = "erasures"
 
 
 class KafkaConfig(BaseModel):
@@ -135,6 +138,7 @@ class Settings(BaseSettings):
     alerts: AlertsConfig = AlertsConfig()
     serving: ServingConfig = ServingConfig()
     rule_limits: RuleLimits = RuleLimits()
+    ownership: OwnershipConfig = OwnershipConfig()  # docs/security.md, "Rule ownership"
     batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
     pii: PiiConfig = PiiConfig()  # per-tenant drop / hash / keep of event values at ingest
     stats_file: str = "conf/stats.yaml"

@@ -17,11 +17,21 @@ from rich.console import Console
 from rich.table import Table
 
 from operators.events import InvalidEvent, parse_record
+from operators.ownership import signing_keys
 from segstream.config import PROJECT_ROOT, Settings
 from segstream.errors import StackError
 from segstream.job_process import JobProcess
 from segstream.kafka_admin import end_offsets, read_topic, value_of
-from segstream.produce import Burst, Record, TrafficSpec, burst_start, generate, produce_records, with_burst
+from segstream.produce import (
+    Burst,
+    Record,
+    TrafficSpec,
+    burst_start,
+    generate,
+    produce_records,
+    signed_rule,
+    with_burst,
+)
 from segstream.stack import Stack
 from segstream.waiting import wait_for
 
@@ -58,8 +68,10 @@ def run_demo(settings: Settings, events: int, users: int, console: Console) -> N
     traffic = with_burst(history, Burst(surge_at, DEMO_SURGE))
     half = len(traffic) // 2
     produce_records(bootstrap, topics.events, traffic[:half])
-    produce_records(bootstrap, topics.rules, [Record(DEMO_RULE["id"].encode(), msgspec.json.encode(DEMO_RULE), None),
-                                              Record(b"broken_rule", b'{"id": "broken_rule", "when": "1 +"}', None)])
+    keys = signing_keys(settings.ownership, PROJECT_ROOT)  # rule records are signed (docs/security.md)
+    broken = b'{"id": "broken_rule", "when": "1 +"}'
+    produce_records(bootstrap, topics.rules, [signed_rule(keys, DEMO_RULE["id"], msgspec.json.encode(DEMO_RULE)),
+                                              signed_rule(keys, "broken_rule", broken)])
     produce_records(bootstrap, topics.events, traffic[half:])
     console.print(f"{events} events for {users} users (2 tenants) with a surge of {DEMO_SURGE} page views "
                   f"at {time.strftime('%Y-%m-%d %H:%M', time.gmtime(surge_at / 1000))} UTC, "

@@ -18,7 +18,7 @@ def topic_plan(settings: Settings) -> dict[str, int]:
     t = settings.kafka.topics
     n = settings.kafka.events_partitions
     return {t.events: n, t.evaluations: n, t.expirations: n, t.dead_letters: 1, t.rules: 1,
-            t.rules_log: 1,
+            t.rules_log: 1, t.erasures: 1,
             t.aggregates: n, t.alerts: 1, t.late_events: 1}
 
 

@@ -21,7 +21,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +30,7 @@ import msgspec
 from confluent_kafka import Producer
 from rich.progress import Progress
 
+from operators import erasure, ownership
 from operators.events import DEFAULT_TENANT, MAX_RECORD_BYTES, MAX_USER_ID_BYTES
 
 DAY_MS = 86_400_000
@@ -68,6 +69,24 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None  # None: a tombstone
     timestamp: int | None  # Kafka record timestamp = event time, so Flink needs no Python timestamp assigner
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def signed_rule(keys: Sequence[str], rule_id: str | bytes | None, value: bytes | None, owner: str = "",
+                timestamp: int | None = None) -> Record:
+    """A record for the rules topic, signed for `owner` (empty: an operator; docs/security.md)."""
+    key = rule_id.encode("utf-8") if isinstance(rule_id, str) else rule_id
+    return Record(key, value, timestamp,
+                  ((ownership.HEADER, ownership.sign(keys, ownership.RULE, key, owner, value)),))
+
+
+def erase_command(keys: Sequence[str], tenant: str, user_id: str, erasure_id: str, owner: str = "",
+                  timestamp: int | None = None) -> Record:
+    """A signed erase command for the events topic (operators/erasure.py), keyed like the user's events."""
+    key = user_id.encode("utf-8")
+    value = erasure.encode(erasure_id, tenant, user_id)
+    return Record(key, value, timestamp if timestamp is not None else int(time.time() * 1000),
+                  ((ownership.HEADER, ownership.sign(keys, ownership.ERASE, key, owner, value)),))
 
 
 @dataclass(frozen=True)
@@ -322,7 +341,7 @@ def produce_records(bootstrap: str, topic: str, records: Iterable[Record], rate:
             while True:
                 try:
                     producer.produce(topic, record.value, record.key, timestamp=record.timestamp or 0,
-                                     on_delivery=on_delivery)
+                                     headers=list(record.headers) or None, on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.1)

@@ -10,10 +10,16 @@ the JVM engine (`jvm/engine`, io.segstream.engine.Replay) runs as `java -jar seg
          {"rule_change": {"key": "...", "value": "rule json" or null}}
          {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
          {"pii": {"key_hex": ..., "default": {...}, "tenants": {...}}}   a PII policy from here on
+         {"signing_keys": ["..."]}             from now on rule changes must be signed (below)
+         {"control": {"key": "...", "value": "...", "signature": "..." or null}}   an erase command
     out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
          {"duplicate": {...}}                  a retried event_id: the receipt it is answered with
          {"redacted": {...}}                   under a policy: the event the engine sees, when redacted
          {"dead_letter_fields": {...}}         under a policy: what a redacted dead letter keeps
+         {"erased": {...}}                     an erase command's acknowledgement (its user's state is gone)
+
+With `signing_keys`, a `rule_change` carries "signature" (its segstream-signature header, or null)
+and goes to RuleSet.apply_signed_change (operators/ownership.py).
 
 Per-user state is keyed by (tenant, user_id). `rules_version` is not part of an evaluation here:
 it counts rules-topic records as they interleave with events in the job, a property of the job,
@@ -29,6 +35,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from operators import erasure as erasures
 from operators.catalogue import parse_catalogue
 from operators.evaluator import Evaluator
 from operators.events import InvalidEvent, encode_event, parse_record
@@ -43,6 +50,10 @@ def _line(kind: str, value: object) -> str:
     return _encode({kind: value}).decode()
 
 
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode("utf-8", "surrogatepass")
+
+
 def python_replay(lines: Iterable[str]) -> list[str]:
     """The script through the Python engine; one output line per result."""
     out: list[str] = []
@@ -52,6 +63,7 @@ def python_replay(lines: Iterable[str]) -> list[str]:
     evaluator: Evaluator | None = None
     states: dict[tuple[str, str], bytes] = {}
     policy: Policy | None = None
+    signing_keys: list[str] | None = None
 
     def engine() -> Evaluator:
         nonlocal rules, evaluator
@@ -105,12 +117,29 @@ def python_replay(lines: Iterable[str]) -> list[str]:
             value = change.get("value")
             if value is not None and not isinstance(value, str):
                 value = json.dumps(value)
+            raw_value = value.encode() if value is not None else None
             try:
-                reason = rules.apply_change(change["key"], value.encode() if value is not None else None)
+                if signing_keys is None:
+                    reason = rules.apply_change(change["key"], raw_value)
+                else:
+                    reason = rules.apply_signed_change(change["key"], raw_value, _bytes(change.get("signature")),
+                                                       signing_keys)
             except RuleError as exc:  # apply_change reports reasons; this is belt and braces
                 reason = str(exc)
             if reason is not None:
                 out.append(_line("dead_letter", f"rule: {reason}"))
+        elif "signing_keys" in cmd:
+            signing_keys = [str(k) for k in cmd["signing_keys"]]
+        elif "control" in cmd:
+            control = cmd["control"]
+            try:
+                erasure = erasures.parse(_bytes(control.get("value")), _bytes(control.get("key")),
+                                         _bytes(control.get("signature")), signing_keys or [])
+            except erasures.InvalidErasure as exc:
+                out.append(_line("dead_letter", str(exc)))
+                continue
+            had_state = states.pop((erasure.tenant, erasure.user_id), None) is not None
+            out.append(_line("erased", erasures.acknowledgement(erasure, had_state)))
         elif "timer" in cmd:
             timer = cmd["timer"]
             key = (timer["tenant"], timer["user_id"])

@@ -4,6 +4,7 @@
     POST /v1/track/batch  up to 100 events, all valid or none produced; results in order
     GET  /v1/users/{user_id}/profile, /v1/users/{user_id}/events   Bigtable reads (not read-your-writes)
     PUT/DELETE /v1/rules/{rule_id}  a rule of the key's tenant (id `{tenant}:{rule_id}`), validated first
+    DELETE /v1/users/{user_id}  erase the user of the key's tenant: 200 once the job acknowledged it
     GET  /healthz      200 when Kafka answers, else 503
     GET  /metrics      Prometheus text
     GET  /openapi.json the schema
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -26,10 +28,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel
 
+from operators import ownership
 from operators.catalogue import load_catalogue
 from operators.events import MAX_USER_ID_BYTES, Event
 from operators.rules import validate_rule
-from segstream.config import Settings
+from segstream.config import PROJECT_ROOT, Settings
+from segstream.produce import erase_command
 from serving.demo_page import add_demo_routes
 from serving.front import Front, KafkaUnavailable
 from serving.keys import KeyEntry, KeyStore
@@ -172,6 +176,9 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
     deadline = serving.deadline_ms / 1000
     metrics = Metrics()
     front = Front(settings)
+    # Rule records and erase commands are signed (docs/security.md, "Rule ownership"): fail at
+    # start, not at the first request, without a key.
+    signing_keys = ownership.signing_keys(settings.ownership, PROJECT_ROOT)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -386,9 +393,13 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
             raise Refused(400, "rule id must be 1 to 100 of A-Z a-z 0-9 _ . -")
         return rule_id if entry.admin else f"{entry.tenant}:{rule_id}"
 
-    async def publish(rule_id: str, value: bytes | None) -> Response:
+    async def publish(entry: KeyEntry, rule_id: str, value: bytes | None) -> Response:
+        # Signed for the key's tenant (an admin key: for an operator, who may publish any rule).
+        owner = "" if entry.admin else entry.tenant
+        signature = ownership.sign(signing_keys, ownership.RULE, rule_id.encode("utf-8"), owner, value)
         try:
-            await front.send(settings.kafka.topics.rules, rule_id, value, deadline)
+            await front.send(settings.kafka.topics.rules, rule_id, value, deadline,
+                             headers=[(ownership.HEADER, signature)])
         except KafkaUnavailable as exc:
             return _problem(503, f"Kafka did not take the rule: {exc}")
         return JSONResponse({"rule_id": rule_id, "status": "published" if value else "deleted"}, status_code=202)
@@ -424,7 +435,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
                 raise Refused(400, reason)
         except Refused as refused:
             return _problem(refused.status, refused.reason)
-        return await publish(full_id, orjson.dumps(rule))
+        return await publish(entry, full_id, orjson.dumps(rule))
 
     @app.delete("/v1/rules/{rule_id}", status_code=202, responses={
         202: {"model": RulePublished}, 400: {"model": Problem}, 401: {"model": Problem}, 503: {"model": Problem}})
@@ -432,10 +443,40 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         """Delete a rule (a tombstone on the rules topic): a tenant's key deletes its own
         `{tenant}:{rule_id}` only, an admin key any rule id."""
         try:
-            full_id = published_id(tenant_of(request), rule_id)
+            entry = tenant_of(request)
+            full_id = published_id(entry, rule_id)
         except Refused as refused:
             return _problem(refused.status, refused.reason)
-        return await publish(full_id, None)
+        return await publish(entry, full_id, None)
+
+    @app.delete("/v1/users/{user_id}", responses={
+        200: {"description": "erased: the job's acknowledgement"}, 202: {"description": "not acknowledged yet"},
+        400: {"model": Problem}, 401: {"model": Problem}, 503: {"model": Problem}})
+    async def erase_user(request: Request, user_id: str) -> Response:
+        """Erase a user of the key's tenant (docs/security.md, "Erasure"): a signed erase command on
+        the user's partition of the events topic, after the user's earlier events. 200 with the job's
+        acknowledgement once the user's keyed state is gone (the Bigtable rows follow in order, see
+        docs/serving.md); 202 with the erasure_id if it is not back within serving.erase_deadline_ms."""
+        try:
+            entry = tenant_of(request)
+            user = user_of(user_id)
+        except Refused as refused:
+            return _problem(refused.status, refused.reason)
+        erasure_id = f"erase-{uuid.uuid4().hex}"
+        command = erase_command(signing_keys, entry.tenant, user, erasure_id, owner=entry.tenant)
+        answer = front.expect(erasure_id)
+        try:
+            await front.send(front.events_topic, user, command.value, deadline, timestamp=command.timestamp or 0,
+                             headers=[*front.reply_headers, *command.headers])
+            async with asyncio.timeout(serving.erase_deadline_ms / 1000):
+                acknowledgement = await answer
+        except KafkaUnavailable as exc:
+            front.forget(erasure_id, answer)
+            return _problem(503, f"Kafka did not take the erase command: {exc}")
+        except TimeoutError:
+            front.forget(erasure_id, answer)
+            return JSONResponse({"erasure_id": erasure_id, "status": "pending"}, status_code=202)
+        return Response(acknowledgement, media_type="application/json")
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz() -> Response:

@@ -13,6 +13,8 @@ class ServingConfig(BaseModel):
     # How long POST /v1/track waits for the event's evaluation before answering 202. It also bounds
     # the wait for Kafka's acknowledgement: an event Kafka has not confirmed by then is a 503.
     deadline_ms: Annotated[int, Field(ge=1, le=60_000)] = 250
+    # How long DELETE /v1/users/{id} waits for the job to acknowledge the erasure before answering 202.
+    erase_deadline_ms: Annotated[int, Field(ge=1, le=600_000)] = 10_000
     # Larger request bodies are refused (413) before they are read in full. One event is at most
     # 64 KiB by the contract (operators/events.py MAX_RECORD_BYTES).
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576

@@ -63,6 +63,8 @@ class Front:
         self.events_topic = settings.kafka.topics.events
         self._reply_headers: list[tuple[str, str | bytes | None]] = [
             (REPLY_HEADER, self.reply_topic.encode("utf-8"))]
+        # The same, for a record sent with headers of its own (an erase command: serving/app.py).
+        self.reply_headers: tuple[tuple[str, bytes], ...] = ((REPLY_HEADER, self.reply_topic.encode("utf-8")),)
         self._common: dict[str, str | int | float | bool] = {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
             # TCP_NODELAY, as Kafka's Java clients: a request waits on every produce and every answer,

@@ -425,14 +425,18 @@ def test_k8s_job_settings_agree_with_the_flink_deployment(monkeypatch, tmp_path)
         assert any(local.startswith(m + "/") for m in mounts), f"{directory} {local} is on no mounted volume"
 
 
-def test_secret_holds_the_bigtable_key_and_tenant_hashes():
+def test_secret_holds_the_bigtable_key_tenant_hashes_and_signing_keys():
     (secret,) = k8s_kind("Secret")
     data = secret["stringData"]
     assert json.loads(data["tenants.json"]) == {"keys": []}  # the KeyStore's file, empty
     assert json.loads(data["bigtable-key.json"])["type"] == "service_account"
     used = {item["key"] for _, spec in pod_specs() for v in spec.get("volumes", [])
             if "secret" in v for item in v["secret"].get("items", [])}
-    assert used == set(data)
+    # and as variables: the signing keys (docs/security.md, "Rule ownership")
+    from_env = {e["valueFrom"]["secretKeyRef"]["key"]: e["name"] for _, c in k8s_containers()
+                for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    assert from_env == {"signing-keys": "SEGSTREAM_SIGNING_KEYS"}
+    assert used | set(from_env) == set(data)
 
 
 def test_front_reads_its_keys_and_names_its_reply_topic_after_the_pod(monkeypatch, tmp_path):

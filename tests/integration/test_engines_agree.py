@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from operators.events import InvalidEvent, encode_event, parse_record
+from operators.ownership import DEV_KEY
 from segstream.kafka_admin import read_topic, value_of
-from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.produce import TrafficSpec, generate, produce_records, signed_rule
 from segstream.replay import python_replay
 from segstream.testing import assert_evaluations_are_python, check_results, events_by_user, run_job, write_config
 from sinks.bigtable import mutations, point_at_instance
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 EVENTS, USERS = 8_000, 800
 # A rule over a stat the catalogue does not have: refused, dead-lettered, the rule set unchanged,
 # so the evaluations do not depend on where it falls among the events.
-BAD_RULE = Record(b"bad_rule", json.dumps({"id": "bad_rule", "when": "no_such_stat > 1"}).encode(), None)
+# Signed with the dev key (the tests' configuration): refused for what it says, not who wrote it.
+BAD_RULE = signed_rule([DEV_KEY], "bad_rule", json.dumps({"id": "bad_rule", "when": "no_such_stat > 1"}).encode())
 
 
 def test_jvm_job_evaluates_like_the_python_engine(job_config, tmp_path):

@@ -26,10 +26,11 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from operators.catalogue import parse_catalogue
 from operators.events import InvalidEvent, parse_record
+from operators.ownership import signing_keys
 from operators.rules import RuleSet, compile_rule
 from segstream.hostile import EVENT_CLASS, RULE_CLASS, hostile_events, hostile_rules
 from segstream.kafka_admin import read_topic, value_of
-from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.produce import Record, TrafficSpec, generate, produce_records, signed_rule
 from segstream.testing import assert_evaluations_are_python, run_job, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -79,7 +80,9 @@ def test_hostile_input_is_dead_lettered_and_never_fails_the_job(job_config, tmp_
     biggest = max(len(r.value or b"") for r in records)
     allow_big_records(bootstrap, topics.events, biggest + 4096)
     produce_records(bootstrap, topics.events, records, progress=False, max_message_bytes=biggest + 4096)
-    rule_records = [Record(h.key, h.value, rng.choice(stamps)) for h in hostile_rules(SEED, RULES_PER_CLASS, NOW)]
+    keys = signing_keys(settings.ownership)  # signed: the rules are refused for what they say, not who wrote them
+    rule_records = [signed_rule(keys, h.key, h.value, timestamp=rng.choice(stamps))
+                    for h in hostile_rules(SEED, RULES_PER_CLASS, NOW)]
     rule_kinds = [h.kind for h in hostile_rules(SEED, RULES_PER_CLASS, NOW)]
     produce_records(bootstrap, topics.rules, rule_records, progress=False)
 

@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from operators.catalogue import load_catalogue
+from operators.ownership import signing_keys
 from segstream import reference
 from segstream.kafka_admin import read_topic
-from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.produce import TrafficSpec, generate, produce_records, signed_rule
 from segstream.testing import input_events, run_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -55,8 +56,8 @@ def test_every_evaluation_matches_recomputation_with_its_rule_version(job_config
     topics = settings.kafka.topics
     bootstrap = settings.kafka.bootstrap_servers
     traffic = list(generate(TrafficSpec(events=3_000, users=300, seed=5, tenants=3, invalid_ratio=0.005)))
-    rule_records = [Record(key.encode(), msgspec.json.encode(rule) if rule else None, None)
-                    for key, rule, _ in CHANGES]
+    keys = signing_keys(settings.ownership)  # rule records are signed (docs/security.md)
+    rule_records = [signed_rule(keys, key, msgspec.json.encode(rule) if rule else None) for key, rule, _ in CHANGES]
     produce_records(bootstrap, topics.events, traffic[:1_000], progress=False)
     produce_records(bootstrap, topics.rules, rule_records[:6], progress=False)
     produce_records(bootstrap, topics.events, traffic[1_000:2_000], progress=False)

@@ -5,7 +5,8 @@ Scripts are generated: hot users in two tenants, late and far-future events (win
 sessions split, users expire), retries (an earlier event_id sent again, with the same or another
 content, within and beyond the de-duplication horizon), hostile and edge values (int64 bounds, int/double kinds, -0.0,
 subnormals, huge doubles, unicode, nested-looking strings), invalid records, expiry timers, rules
-added, changed, deleted and refused mid-stream; plus the project's own traffic generator at
+added, changed, deleted and refused mid-stream, signed or not, by an operator or a tenant, and
+erase commands valid and forged (docs/security.md); plus the project's own traffic generator at
 volume. A difference fails with the first differing line and the script to replay it.
 """
 
@@ -20,6 +21,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from operators import erasure
+from operators.ownership import ERASE, RULE, sign
 from segstream.config import PROJECT_ROOT
 from segstream.produce import TrafficSpec, generate
 from segstream.replay import jvm_replay, python_replay
@@ -72,16 +75,46 @@ FIELDS = ["amount", "country", "device", "path", "product_id", "member", "plan"]
 NAMES = ["page_view", "purchase", "add_to_cart", "identify", "search", "other"]
 
 
+SIGNING_KEYS = ["current", "previous"]
+
+
+def rule_change(draw, key: str, value: str | None, tenant: str, signed: bool) -> str:
+    """A rule record; signed: by an operator, by the tenant (in scope or not), forged, or not at all."""
+    change: dict = {"key": key, "value": value}
+    if signed:
+        how = draw(st.sampled_from(["operator", "operator", "tenant", "forged", "unsigned", "other key"]))
+        keys = ["guessed"] if how == "forged" else SIGNING_KEYS[1:] if how == "other key" else SIGNING_KEYS
+        owner = tenant if how == "tenant" else ""
+        raw = None if value is None else value.encode()
+        change["signature"] = None if how == "unsigned" else sign(keys, RULE, key.encode(), owner, raw).decode()
+    return json.dumps({"rule_change": change}, ensure_ascii=False)
+
+
+def erase_command(draw, tenant: str, user: str, erasure_id: str) -> str:
+    """An erase command: valid (an operator's or the tenant's), forged, another tenant's, or mis-keyed."""
+    how = draw(st.sampled_from(["operator", "tenant", "tenant", "forged", "other tenant", "mis-keyed", "unsigned"]))
+    value = erasure.encode(erasure_id, tenant, user)
+    key = (user + "!" if how == "mis-keyed" else user).encode()
+    owner = {"tenant": tenant, "other tenant": "beta"}.get(how, "")
+    signature = sign(["guessed"] if how == "forged" else SIGNING_KEYS, ERASE, key, owner, value).decode()
+    return json.dumps({"control": {"key": key.decode(), "value": value.decode(),
+                                   "signature": None if how == "unsigned" else signature}}, ensure_ascii=False)
+
+
 @st.composite
 def scripts(draw) -> list[str]:
     catalogue = draw(st.sampled_from([CATALOGUE, SHORT_EXPIRY, SHORT_DEDUP]))
     lines = [json.dumps({"catalogue": catalogue}), json.dumps({"rules": RULES})]
+    # Signed rule records and erase commands (docs/security.md): most scripts check signatures.
+    signed = draw(st.booleans()) or draw(st.booleans())
+    if signed:
+        lines.append(json.dumps({"signing_keys": SIGNING_KEYS}))
     users = [("default", "u1"), ("default", "u2"), ("acme", "u1"), ("acme", "x\u0000y")]
     ts = T0
     sent: list[dict] = []
     for n in range(draw(st.integers(1, 120))):
         kind = draw(st.sampled_from(["event"] * 12 + ["late", "jump", "invalid", "timer", "rule", "delete"]
-                                    + ["retry"] * 3))
+                                    + ["retry"] * 3 + ["erase"] * signed))
         if kind == "retry" and sent:
             record = dict(draw(st.sampled_from(sent[-8:])))
             if draw(st.booleans()):  # another content under the same event_id: the first one still wins
@@ -92,16 +125,19 @@ def scripts(draw) -> list[str]:
         if kind == "retry":
             kind = "event"
         tenant, user = draw(st.sampled_from(users))
+        if kind == "erase":
+            lines.append(erase_command(draw, tenant, user, f"x{n}"))
+            continue
         if kind == "rule":
-            rule_id = draw(st.sampled_from(["r1", "r2", "high_value_member"]))
+            rule_id = draw(st.sampled_from(["r1", "r2", "high_value_member", f"{tenant}:r3"]))
             rule = {"id": rule_id, "description": "generated", "when": draw(st.sampled_from(RULE_POOL))}
             if draw(st.booleans()):
                 rule["tenant"] = tenant
-            lines.append(json.dumps({"rule_change": {"key": rule_id, "value": json.dumps(rule)}}))
+            lines.append(rule_change(draw, rule_id, json.dumps(rule), tenant, signed))
             continue
         if kind == "delete":
-            lines.append(json.dumps({"rule_change": {"key": draw(st.sampled_from(["r1", "r2", "nope"])),
-                                                     "value": None}}))
+            lines.append(rule_change(draw, draw(st.sampled_from(["r1", "r2", "nope", f"{tenant}:r3"])), None,
+                                     tenant, signed))
             continue
         if kind == "timer":
             lines.append(json.dumps({"timer": {"tenant": tenant, "user_id": user,

@@ -128,3 +128,18 @@ def test_rules_are_checked_and_scoped_to_the_keys_tenant(offline, tmp_path: Path
     for response, status, reason in cases:
         assert response.status_code == status, response.text
         assert response.json()["error"].startswith(reason), response.text
+
+
+def test_erasure_needs_the_tenants_key(offline) -> None:
+    """DELETE /v1/users/{id} (docs/security.md, "Erasure"): no key or an unknown one is 401 and sends
+    nothing; a valid key's erase command goes to Kafka (down here: 503)."""
+    client, key = offline
+    cases = [
+        (client.delete("/v1/users/u1"), 401, "missing key"),
+        (client.delete("/v1/users/u1", headers=auth("sk_nope")), 401, "unknown key"),
+        (client.delete("/v1/users/" + "x" * 300, headers=auth(key)), 400, "user_id must be 1 to 256 bytes"),
+        (client.delete("/v1/users/u1", headers=auth(key)), 503, "Kafka did not take the erase command"),
+    ]
+    for response, status, reason in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"].startswith(reason), response.text

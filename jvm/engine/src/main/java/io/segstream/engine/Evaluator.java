@@ -199,6 +199,13 @@ public final class Evaluator {
     return new Expired(user.encode(), expiry);
   }
 
+  /** The expiry timer the state {@code blob} waits for, or null (none, or expired already): an
+   * erasure deletes it with the state. */
+  public Long pendingTimer(byte[] blob) {
+    UserState user = UserState.decode(blob);
+    return user.expired ? null : timer(user.maxTs);
+  }
+
   /** ceil((max_ts + expire_after) / resolution) * resolution; Long.MAX_VALUE if that leaves 64 bits. */
   Long timer(Long maxTs) {
     if (expireAfter == null || maxTs == null) return null;

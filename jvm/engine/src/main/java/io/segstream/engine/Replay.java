@@ -24,11 +24,17 @@ import java.util.Map;
  *      {"rule_change": {"key": "...", "value": "rule json" or null}}
  *      {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
  *      {"pii": {"key_hex", "default", "tenants"}}   a PII policy ({@link Redaction}) from here on
+ *      {"signing_keys": ["..."]}              from now on rule changes must be signed (below)
+ *      {"control": {"key": "...", "value": "...", "signature": "..." or null}}   an erase command
  * out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
  *      {"duplicate": {...}}                    a retried event_id: the receipt it is answered with
  *      {"redacted": {...}}                     under a policy: the event the engine sees, when redacted
  *      {"dead_letter_fields": {...}}           under a policy: what a redacted dead letter keeps
+ *      {"erased": {...}}                       an erase command's acknowledgement (its user's state is gone)
  * </pre>
+ *
+ * <p>With {@code signing_keys}, a {@code rule_change} carries {@code "signature"} (its
+ * segstream-signature header, or null) and goes to {@link RuleSet#applySignedChange}.
  *
  * Per-user state lives in a HashMap keyed by (tenant, user_id). Lines are written with
  * {@link Json}, so they compare byte for byte with segstream/replay.py (the Python engine).
@@ -54,6 +60,8 @@ public final class Replay {
   private Evaluator evaluator;
   private final Map<String, byte[]> states = new HashMap<>();
   private Redaction policy;
+  /** The accepted signing keys, once a {@code signing_keys} line set them. */
+  private java.util.List<String> signingKeys;
   private final PrintStream out;
 
   Replay(PrintStream out) {
@@ -109,9 +117,27 @@ public final class Replay {
       JsonNode change = cmd.get("rule_change");
       JsonNode value = change.get("value");
       evaluator();
-      String reason = rules.applyChange(change.get("key").asText(),
-          value == null || value.isNull() ? null : value.isTextual() ? value.asText() : value.toString());
+      String text = value == null || value.isNull() ? null : value.isTextual() ? value.asText() : value.toString();
+      String key = change.get("key").asText();
+      String reason = signingKeys == null ? rules.applyChange(key, text)
+          : rules.applySignedChange(key, text == null ? null : text.getBytes(StandardCharsets.UTF_8),
+              bytes(change.get("signature")), signingKeys);
       if (reason != null) emit("dead_letter", "rule: " + reason);
+    } else if (cmd.has("signing_keys")) {
+      signingKeys = new java.util.ArrayList<>();
+      cmd.get("signing_keys").forEach(k -> signingKeys.add(k.asText()));
+    } else if (cmd.has("control")) {
+      JsonNode control = cmd.get("control");
+      Erasure erasure;
+      try {
+        erasure = Erasure.parse(bytes(control.get("value")), bytes(control.get("key")), bytes(control.get("signature")),
+            signingKeys == null ? java.util.List.of() : signingKeys);
+      } catch (Erasure.Invalid e) {
+        emit("dead_letter", e.getMessage());
+        return;
+      }
+      boolean had = states.remove(erasure.tenant() + "\0" + erasure.userId()) != null;
+      emit("erased", erasure.acknowledgement(had));
     } else if (cmd.has("timer")) {
       JsonNode t = cmd.get("timer");
       String tenant = t.get("tenant").asText();
@@ -135,6 +161,10 @@ public final class Replay {
       evaluator = new Evaluator(catalogue, rules);
     }
     return evaluator;
+  }
+
+  private static byte[] bytes(JsonNode text) {
+    return text == null || text.isNull() ? null : text.asText().getBytes(StandardCharsets.UTF_8);
   }
 
   private void emit(String kind, Object value) {

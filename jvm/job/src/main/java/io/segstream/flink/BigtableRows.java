@@ -58,8 +58,19 @@ public class BigtableRows {
   public byte[] eventId;
   public byte[] seq;
   public byte[] rulesVersion;
+  /** Set on an erasure instead of an event's rows: the prefix of the user's events rows
+   * ({@code {prefix}_{tenant}_{user_id}_}), all of which go with the profile row {@link #profileKey}. */
+  public byte[] erasePrefix;
 
   public BigtableRows() {}
+
+  /** The deletion of one user's rows (an erasure: EvaluateUsers.erase). */
+  public static BigtableRows erasure(String tenant, String userId, int width) throws InvalidRow {
+    BigtableRows r = new BigtableRows();
+    r.profileKey = profileKey(tenant, userId, width);
+    r.erasePrefix = concat(r.profileKey, SEP);
+    return r;
+  }
 
   /** A row that Bigtable cannot take (key too long, timestamp out of range): a dead letter. */
   public static final class InvalidRow extends Exception {

@@ -10,10 +10,17 @@ import com.google.api.gax.batching.FlowController.LimitExceededBehavior;
 import com.google.api.gax.retrying.RetrySettings;
 import com.google.cloud.bigtable.data.v2.BigtableDataClient;
 import com.google.cloud.bigtable.data.v2.BigtableDataSettings;
+import com.google.cloud.bigtable.data.v2.models.BulkMutation;
+import com.google.cloud.bigtable.data.v2.models.Filters;
+import com.google.cloud.bigtable.data.v2.models.Mutation;
+import com.google.cloud.bigtable.data.v2.models.Query;
+import com.google.cloud.bigtable.data.v2.models.Row;
+import com.google.cloud.bigtable.data.v2.models.RowMutation;
 import com.google.cloud.bigtable.data.v2.models.RowMutationEntry;
 import com.google.cloud.bigtable.data.v2.stub.BigtableBatchingCallSettings;
 import com.google.cloud.bigtable.data.v2.stub.metrics.NoopMetricsProvider;
 import com.google.common.util.concurrent.MoreExecutors;
+import com.google.protobuf.ByteString;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.time.Duration;
@@ -153,6 +160,8 @@ public class BigtableSink implements Sink<BigtableRows> {
   /** One per subtask: a client, a batcher per table, and the first failure seen. */
   static final class Writer implements SinkWriter<BigtableRows> {
     private final BigtableDataClient client;
+    private final String eventsTable;
+    private final String profilesTable;
     private final Batcher<RowMutationEntry, Void> events;
     private final Batcher<RowMutationEntry, Void> profiles;
     private final AtomicReference<Throwable> failure = new AtomicReference<>();
@@ -185,6 +194,8 @@ public class BigtableSink implements Sink<BigtableRows> {
     Writer(BigtableDataClient client, String eventsTable, String profilesTable, ProcessingTimeService timers,
         Counter coalesced) {
       this.client = client;
+      this.eventsTable = eventsTable;
+      this.profilesTable = profilesTable;
       this.events = client.newBulkMutationBatcher(eventsTable);
       this.profiles = client.newBulkMutationBatcher(profilesTable);
       this.timers = timers;
@@ -194,6 +205,10 @@ public class BigtableSink implements Sink<BigtableRows> {
     @Override
     public void write(BigtableRows rows, Context context) throws IOException {
       check();  // fail fast rather than at the next checkpoint
+      if (rows.erasePrefix != null) {
+        erase(rows);
+        return;
+      }
       add(events, rows.eventEntry());
       Pending profile = new Pending(rows.profileMicros, rows.profileEntry());
       if (pendingProfiles.isEmpty()) {
@@ -210,6 +225,40 @@ public class BigtableSink implements Sink<BigtableRows> {
           || System.nanoTime() - pendingSinceNanos >= PROFILE_LINGER_MS * 1_000_000) {
         drainProfiles();
       }
+    }
+
+    /**
+     * Delete one user's events rows and profile row (an erasure, docs/security.md). The user's
+     * earlier rows came through this writer (the mirror follows the keyed evaluator, forward): they
+     * are flushed first, so none lands after the deletion; a profile not yet handed over is dropped.
+     * Synchronous on the task thread: erasures are rare. A failure fails the task, and the restart
+     * replays the erasure (deleting again is harmless).
+     */
+    private void erase(BigtableRows rows) throws IOException {
+      pendingProfiles.remove(ByteBuffer.wrap(rows.profileKey));
+      drainProfiles();
+      try {
+        events.flush();
+        profiles.flush();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted before an erasure", e);
+      }
+      check();
+      Query query = Query.create(eventsTable).prefix(ByteString.copyFrom(rows.erasePrefix))
+          .filter(Filters.FILTERS.chain().filter(Filters.FILTERS.limit().cellsPerRow(1))
+              .filter(Filters.FILTERS.value().strip()));
+      BulkMutation deletes = BulkMutation.create(eventsTable);
+      for (Row row : client.readRows(query)) {
+        deletes.add(row.getKey(), Mutation.create().deleteRow());
+        if (deletes.getEntryCount() >= 1000) {
+          client.bulkMutateRows(deletes);
+          deletes = BulkMutation.create(eventsTable);
+        }
+      }
+      if (deletes.getEntryCount() > 0) client.bulkMutateRows(deletes);
+      client.mutateRow(RowMutation.create(profilesTable, ByteString.copyFrom(rows.profileKey),
+          Mutation.create().deleteRow()));
     }
 
     /** Profile writes saved by coalescing so far. */

@@ -1,6 +1,7 @@
 package io.segstream.flink;
 
 import io.segstream.engine.Catalogue;
+import io.segstream.engine.Erasure;
 import io.segstream.engine.Evaluator;
 import io.segstream.engine.Event;
 import io.segstream.engine.Events;
@@ -9,7 +10,9 @@ import io.segstream.engine.rules.RuleError;
 import io.segstream.engine.rules.RuleLimits;
 import io.segstream.engine.rules.RuleSet;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.BroadcastState;
@@ -82,6 +85,11 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   private final boolean mirror;
   /** segstream's `rule_limits` section as JSON (RuleLimits.fromJson; empty: the defaults). */
   private final String ruleLimitsJson;
+  /** The accepted signing keys of rule records (docs/security.md, "Rule ownership"); null: rule
+   * records are not checked (the constructors without keys: tests of other things). */
+  private final ArrayList<String> signingKeys;
+  /** Where erasures are acknowledged (through {@link Outputs#REPLIES}), or null. */
+  private String erasuresTopic;
 
   private transient Catalogue catalogue;
   private transient RuleSet rules;
@@ -112,6 +120,14 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
   /** @param ruleLimitsJson the limits every rule is judged by, as JSON ({@link RuleLimits#fromJson}) */
   public EvaluateUsers(String catalogueJson, String initialRulesJson, String eventsTopic, String rulesTopic,
       boolean mirror, String ruleLimitsJson) {
+    this(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson, null);
+  }
+
+  /** @param signingKeys the accepted signing keys: a rule record must be signed with one
+   *     ({@link RuleSet#applySignedChange}, its fifth column the segstream-signature header) */
+  public EvaluateUsers(String catalogueJson, String initialRulesJson, String eventsTopic, String rulesTopic,
+      boolean mirror, String ruleLimitsJson, List<String> signingKeys) {
+    this.signingKeys = signingKeys == null ? null : new ArrayList<>(signingKeys);
     this.ruleLimitsJson = ruleLimitsJson;
     this.catalogueJson = catalogueJson;
     this.initialRulesJson = initialRulesJson;
@@ -172,6 +188,10 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
       Row initial = initialRulesEntry();
       if (initial != null) ctx.output(Outputs.RULE_LOG, initial);
     }
+    if (in.erasureId != null) {
+      erase(in, ctx);
+      return;
+    }
     Row evaluationRow = null;
     Row expiryRow = null;
     Tuple2<String, String> mirrored = null;
@@ -210,6 +230,39 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     if (mirrored != null) ctx.output(Outputs.MIRROR, mirrored);
     if (reply != null) ctx.output(Outputs.REPLIES, reply);
   }
+
+  /**
+   * An erase command (docs/security.md, "Erasure"): the user's keyed state goes (statistics, seq,
+   * segments, de-duplication receipts: one blob) with its pending expiry timer; the acknowledgement
+   * goes to {@link Outputs#ERASURES}, to the erasures topic and the front that asked (both on
+   * {@link Outputs#REPLIES}, key = erasure_id) and, with the mirror, to Bigtable as ("", the user's key): {@link ToBigtableRows}
+   * turns it into the deletion of the user's rows, after the user's earlier rows on the same subtask.
+   */
+  private void erase(ParsedEvent in, ReadOnlyContext ctx) throws Exception {
+    String[] user = UserKey.split(in.key);
+    byte[] blob = userState.value();
+    if (blob != null) {
+      Long timer = evaluator.pendingTimer(blob);
+      if (timer != null) ctx.timerService().deleteEventTimeTimer(timer);
+    }
+    userState.clear();
+    Erasure erasure = new Erasure(in.erasureId, user[0], user[1], in.erasureOwner);
+    String ack = Json.render(erasure.acknowledgement(blob != null));
+    ctx.output(Outputs.ERASURES, Row.of(in.erasureId, ack));
+    // The erasures topic through the reply sink: a sink of its own would shift the generated
+    // operator ids of the Kafka sink tables, and a savepoint of the release before would not restore.
+    if (erasuresTopic != null) ctx.output(Outputs.REPLIES, Row.of(erasuresTopic, in.erasureId, ack));
+    if (mirror) ctx.output(Outputs.MIRROR, Tuple2.of(ERASE_MARK, in.key));
+    if (in.replyTo != null) ctx.output(Outputs.REPLIES, Row.of(in.replyTo, in.erasureId, ack));
+  }
+
+  /** Also acknowledge erasures on {@code topic} (the erasures topic; {@link Pipeline#build}). */
+  void acknowledgeErasuresOn(String topic) {
+    this.erasuresTopic = topic;
+  }
+
+  /** The event side of a mirror record that is an erasure (the other side: the user's key), not an event. */
+  public static final String ERASE_MARK = "";
 
   /** The event as operators/events.py encode_event writes it (msgspec, the Event struct's field order). */
   static Map<String, Object> eventJson(Event event) {
@@ -276,7 +329,9 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
       } else if (ruleId.equals(Outputs.VERSION_KEY)) {
         reason = RESERVED_KEY;
       } else {
-        reason = rules.applyChange(ruleId, value);
+        reason = signingKeys == null ? rules.applyChange(ruleId, value)
+            : rules.applySignedChange(ruleId, value, row.getArity() >= 5 ? (byte[]) row.getField(4) : null,
+                signingKeys);
       }
       if (reason != null) reason = "rule: " + reason;
     } catch (Exception | StackOverflowError e) {

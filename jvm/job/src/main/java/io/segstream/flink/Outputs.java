@@ -39,6 +39,17 @@ public final class Outputs {
       new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
       Types.PRIMITIVE_ARRAY(Types.BYTE));
+  /** The events source rows with signature BYTES (the {@code segstream-signature} header, which marks
+   * a control record: an erase command), after reply_to. */
+  public static final TypeInformation<Row> CONTROL_RECORD_TYPE = Types.ROW_NAMED(
+      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to", "signature"},
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE));
+  /** The rules source rows: {@link #RECORD_TYPE} and signature BYTES (the {@code segstream-signature} header). */
+  public static final TypeInformation<Row> RULE_RECORD_TYPE = Types.ROW_NAMED(
+      new String[] {"record_key", "record_value", "record_partition", "record_offset", "signature"},
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
+      Types.PRIMITIVE_ARRAY(Types.BYTE));
   /** (topic STRING, k STRING = event_id, v STRING = evaluation JSON): an answer for a serving front. */
   public static final TypeInformation<Row> REPLY_TYPE =
       Types.ROW_NAMED(new String[] {"topic", "k", "v"}, Types.STRING, Types.STRING, Types.STRING);
@@ -46,6 +57,8 @@ public final class Outputs {
   public static final OutputTag<Row> DEAD_LETTERS = new OutputTag<>("dead-letters", DEAD_LETTER_TYPE);
   public static final OutputTag<Row> EXPIRATIONS = new OutputTag<>("expirations", EVALUATION_TYPE);
   public static final OutputTag<Row> REPLIES = new OutputTag<>("replies", REPLY_TYPE);
+  /** (k STRING = erasure_id, v STRING = acknowledgement JSON): erasures done, for the erasures topic. */
+  public static final OutputTag<Row> ERASURES = new OutputTag<>("erasures", EVALUATION_TYPE);
   /** (k STRING = rules_version, v STRING = JSON): the versioned rule log (docs/batch.md), from subtask 0. */
   public static final OutputTag<Row> RULE_LOG = new OutputTag<>("rule-log", EVALUATION_TYPE);
   public static final OutputTag<Tuple2<String, String>> MIRROR = new OutputTag<>("bigtable-mirror", MIRROR_TYPE);

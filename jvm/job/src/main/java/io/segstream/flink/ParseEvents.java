@@ -1,11 +1,14 @@
 package io.segstream.flink;
 
+import io.segstream.engine.Erasure;
 import io.segstream.engine.Event;
 import io.segstream.engine.Events;
 import io.segstream.engine.InvalidEvent;
 import io.segstream.engine.Redaction;
 import io.segstream.flink.windows.WindowInputs;
 import io.segstream.flink.windows.WindowPipeline;
+import java.util.ArrayList;
+import java.util.List;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.ProcessFunction;
@@ -20,7 +23,9 @@ import org.apache.flink.util.Collector;
  *
  * <p>Input: {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
  * record_offset), or {@link Outputs#EVENT_RECORD_TYPE} rows with a fifth column reply_to (the
- * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}.
+ * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}, or
+ * {@link Outputs#CONTROL_RECORD_TYPE} rows with a sixth, signature: an erase command goes on keyed
+ * by its user with {@link ParsedEvent#erasureId} set.
  * Output: {@link Outputs#PARSED_EVENT_TYPE}; with window definitions also
  * {@link WindowPipeline#INPUTS}. Metric: {@code deadLetters}.
  */
@@ -32,6 +37,8 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   private final String topic;
   /** The window definitions' extractor, or null: the job computes no windows. */
   private WindowInputs windows;
+  /** The accepted signing keys of control records (erase commands; docs/security.md, "Erasure"). */
+  private ArrayList<String> signingKeys = new ArrayList<>();
   private transient Counter deadLetters;
   /** The PII policy (docs/security.md, "Item 6"), or null: events go on as they came. */
   private Redaction redaction;
@@ -63,6 +70,12 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
     this.redaction = redaction;
   }
 
+  /** Accept erase commands signed with one of {@code keys} ({@link Pipeline#build}). A record with a
+   * sixth column (the segstream-signature header) is a control record: {@link Erasure#parse}. */
+  void signingKeys(List<String> keys) {
+    this.signingKeys = new ArrayList<>(keys);
+  }
+
   @Override
   public void open(OpenContext openContext) {
     deadLetters = getRuntimeContext().getMetricGroup().counter("deadLetters");
@@ -81,8 +94,17 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
       raw = (byte[]) row.getField(1);
       partition = row.getField(2) == null ? null : ((Number) row.getField(2)).intValue();
       offset = row.getField(3) == null ? null : ((Number) row.getField(3)).longValue();
+      byte[] signature = row.getArity() >= 6 ? (byte[]) row.getField(5) : null;
       if (raw == null) {
         reason = TOMBSTONE;
+      } else if (signature != null) {
+        Erasure erasure = Erasure.parse(raw, key, signature, signingKeys);
+        ParsedEvent control = new ParsedEvent(UserKey.of(erasure.tenant(), erasure.userId()), key, raw, partition,
+            offset, replyTo(row));
+        control.erasureId = erasure.erasureId();
+        control.erasureOwner = erasure.owner();
+        out.collect(control);
+        reason = null;
       } else {
         event = Events.parse(raw);
         byte[] value = raw;
@@ -97,12 +119,14 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
       }
     } catch (InvalidEvent e) {
       reason = e.reason();
+    } catch (Erasure.Invalid e) {
+      reason = e.getMessage();
     } catch (RuntimeException | StackOverflowError e) {
       reason = "internal: " + e;
     }
     if (reason == null) {
       // Outside the try: the event has gone on to the evaluator, it is no dead letter whatever happens here.
-      if (windows != null) windows.extract(event, in -> ctx.output(WindowPipeline.INPUTS, in));
+      if (windows != null && event != null) windows.extract(event, in -> ctx.output(WindowPipeline.INPUTS, in));
       return;
     }
     if (deadLetters != null) deadLetters.inc();

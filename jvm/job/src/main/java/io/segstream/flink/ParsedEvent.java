@@ -21,6 +21,12 @@ public class ParsedEvent {
   /** The reply topic named by the record's {@code segstream-reply} header (a serving front), or null. */
   public String replyTo;
 
+  /** Set on an erase command instead of an event ({@link ParseEvents}): its erasure_id; the value is
+   * then the command, {@link #key} its user's. */
+  public String erasureId;
+  /** Who signed the erase command: its tenant, or "" for an operator. */
+  public String erasureOwner;
+
   public ParsedEvent() {}
 
   public ParsedEvent(String key, byte[] recordKey, byte[] value, Integer partition, Long offset) {
@@ -40,7 +46,8 @@ public class ParsedEvent {
   public boolean equals(Object o) {
     return o instanceof ParsedEvent p && Objects.equals(key, p.key) && Arrays.equals(recordKey, p.recordKey)
         && Arrays.equals(value, p.value) && Objects.equals(partition, p.partition) && Objects.equals(offset, p.offset)
-        && Objects.equals(replyTo, p.replyTo);
+        && Objects.equals(replyTo, p.replyTo) && Objects.equals(erasureId, p.erasureId)
+        && Objects.equals(erasureOwner, p.erasureOwner);
   }
 
   @Override

@@ -37,11 +37,14 @@ public final class Pipeline {
   private WindowPipeline windows;
   private final boolean mirror;
   private final String eventsTopic;
+  /** The erasures topic the reply sink also writes to, or null. */
+  private final String erasuresTopic;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
   private Pipeline(ParseEvents parse, SingleOutputStreamOperator<ParsedEvent> parsed,
-      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic) {
+      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic, String erasuresTopic) {
+    this.erasuresTopic = erasuresTopic;
     this.parse = parse;
     this.parsed = parsed;
     this.evaluations = evaluations;
@@ -55,20 +58,46 @@ public final class Pipeline {
     return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, "");
   }
 
-  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments; rule records are not checked for a signature. */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror,
+        ruleLimitsJson, null);
+  }
+
+  /**
+   * See {@link EvaluateUsers#EvaluateUsers} for the arguments. {@code signingKeysJson}: the accepted
+   * signing keys as a JSON array (the `ownership:` section, docs/security.md): rule records
+   * ({@link Outputs#RULE_RECORD_TYPE}) must be signed with one, and event records with a signature
+   * ({@link Outputs#CONTROL_RECORD_TYPE}) are erase commands; null: neither.
+   */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
+      String signingKeysJson) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror,
+        ruleLimitsJson, signingKeysJson, null);
+  }
+
+  /** As above; {@code erasuresTopic}: where {@link #attachReplySink} also writes the acknowledgement of
+   * every erasure (the {@link #erasures()} stream), or null. */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
+      String signingKeysJson, String erasuresTopic) {
+    java.util.List<String> keys = signingKeysJson == null ? null : signingKeys(signingKeysJson);
     ParseEvents parse = new ParseEvents(eventsTopic);
+    if (keys != null) parse.signingKeys(keys);
+    EvaluateUsers evaluate = new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror,
+        ruleLimitsJson, keys);
+    evaluate.acknowledgeErasuresOn(erasuresTopic);
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
         .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
         .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
-        .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson),
-            Outputs.EVALUATION_TYPE)
+        .process(evaluate, Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic);
+    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic, erasuresTopic);
   }
 
   /**
@@ -96,6 +125,22 @@ public final class Pipeline {
   public void redactPii(String policyJson) {
     Redaction policy = Redaction.fromJson(policyJson);
     if (policy != null && policy.active()) parse.redactWith(policy);
+  }
+
+  private static java.util.List<String> signingKeys(String json) {
+    try {
+      java.util.List<String> keys = new java.util.ArrayList<>();
+      new com.fasterxml.jackson.databind.ObjectMapper().readTree(json).forEach(k -> keys.add(k.asText()));
+      if (keys.isEmpty()) throw new IllegalArgumentException("no signing key");
+      return keys;
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new IllegalArgumentException("signing keys: not a JSON array", e);
+    }
+  }
+
+  /** (erasure_id, acknowledgement JSON) of every erase command done: for the erasures sink. */
+  public DataStream<Row> erasures() {
+    return evaluations.getSideOutput(Outputs.ERASURES);
   }
 
   /** (user_id, evaluation JSON): for the evaluations sink. */
@@ -159,7 +204,7 @@ public final class Pipeline {
    */
   public DataStreamSink<Row> attachReplySink(String bootstrapServers, String topicPrefix, String producerProperties) {
     return replies()
-        .filter(new ReplySink.Topics(topicPrefix, bootstrapServers, producerProperties))
+        .filter(new ReplySink.Topics(topicPrefix, erasuresTopic, bootstrapServers, producerProperties))
         .name("reply-topics").uid(REPLY_TOPICS_UID)
         .sinkTo(ReplySink.build(bootstrapServers, producerProperties)).name("reply sink").uid(REPLY_SINK_UID);
   }

@@ -30,7 +30,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * <p>Only existing topics starting with the configured prefix are written ({@link Topics}): a record
  * header cannot make the job write to {@code evaluations} or any other topic, and an answer for a
  * front whose topic is gone (an old event replayed) is dropped, not sent to a missing topic (the
- * producer would block on its metadata, then fail the job).
+ * producer would block on its metadata, then fail the job). One more topic may be named: the
+ * erasures topic, whose acknowledgements ride this sink ({@link Pipeline#build}).
  */
 public final class ReplySink {
   private ReplySink() {}
@@ -84,6 +85,8 @@ public final class ReplySink {
     static final long RETRY_MS = 1_000;
     static final long REFRESH_MS = 30_000;
     private final String prefix;
+    /** One more topic taken whatever its name (the erasures topic), or null. */
+    private final String alsoTopic;
     private final String bootstrapServers;
     private final String clientProperties;
     private transient Admin admin;
@@ -92,8 +95,13 @@ public final class ReplySink {
     private transient long listedAt;
 
     Topics(String prefix, String bootstrapServers, String clientProperties) {
+      this(prefix, null, bootstrapServers, clientProperties);
+    }
+
+    Topics(String prefix, String alsoTopic, String bootstrapServers, String clientProperties) {
       if (prefix == null || prefix.isEmpty()) throw new IllegalArgumentException("empty reply topic prefix");
       this.prefix = prefix;
+      this.alsoTopic = alsoTopic;
       this.bootstrapServers = bootstrapServers;
       this.clientProperties = clientProperties;
     }
@@ -113,7 +121,7 @@ public final class ReplySink {
 
     @Override
     public boolean filter(Row row) {
-      boolean keep = row.getField(0) instanceof String topic && allowed(prefix, topic)
+      boolean keep = row.getField(0) instanceof String topic && (allowed(prefix, topic) || topic.equals(alsoTopic))
           && exists(topic, System.currentTimeMillis(), this::list);
       if (!keep && dropped != null) dropped.inc();
       return keep;
@@ -123,7 +131,7 @@ public final class ReplySink {
       try {
         Set<String> names = new HashSet<>();
         for (String name : admin.listTopics().names().get(10, TimeUnit.SECONDS)) {
-          if (name.startsWith(prefix)) names.add(name);
+          if (name.startsWith(prefix) || name.equals(alsoTopic)) names.add(name);
         }
         return names;
       } catch (Exception e) {  // Kafka unreachable: nothing can be sent anyway; try again later

@@ -45,7 +45,12 @@ public class ToBigtableRows extends ProcessFunction<Tuple2<String, String>, Bigt
     String reason = null;
     BigtableRows rows;
     try {
-      rows = BigtableRows.of(in.f0, in.f1, hashPrefixHex);
+      if (EvaluateUsers.ERASE_MARK.equals(in.f0)) {  // an erasure: f1 is the user's key
+        String[] user = UserKey.split(in.f1);
+        rows = BigtableRows.erasure(user[0], user[1], hashPrefixHex);
+      } else {
+        rows = BigtableRows.of(in.f0, in.f1, hashPrefixHex);
+      }
     } catch (BigtableRows.InvalidRow e) {
       rows = null;
       reason = "bigtable: " + e.getMessage();

@@ -152,9 +152,28 @@ public final class RuleSet implements Rules {
     ownRules = Set.copyOf(own);
   }
 
+  /**
+   * {@link #applyChange} for a rules-topic record as the job reads it (rules.py apply_signed_change):
+   * refused (the reason) unless {@code signature}, its segstream-signature header, is valid with one
+   * of {@code keys} and its owner may write this rule ({@link Ownership}).
+   */
+  public String applySignedChange(String key, byte[] value, byte[] signature, java.util.List<String> keys) {
+    Ownership.Verdict verdict =
+        Ownership.verify(keys, Ownership.RULE, key.getBytes(StandardCharsets.UTF_8), value, signature);
+    if (verdict.owner() == null) return verdict.reason();
+    String scope = Ownership.ruleScope(verdict.owner(), key);
+    return scope != null ? scope : applyChange(key, value, verdict.owner());
+  }
+
   /** One record of the rules topic; null if applied, else the reason (nothing changed).
    * A null or empty value deletes rule {@code key} (an unknown id is a no-op: tombstones replay). */
   public String applyChange(String key, byte[] value) {
+    return applyChange(key, value, "");
+  }
+
+  /** As {@link #applyChange(String, byte[])} for a record written on behalf of {@code owner}
+   * (a tenant, whose rules must name it; empty: an operator). */
+  public String applyChange(String key, byte[] value, String owner) {
     if (value == null || value.length == 0) {
       synchronized (rules) {
         if (rules.remove(key) != null) changed();
@@ -170,6 +189,8 @@ public final class RuleSet implements Rules {
     if (!rule.id().equals(key)) {
       return "record key " + PyFormat.repr(key) + " does not match rule id " + PyFormat.repr(rule.id());
     }
+    String refused = Ownership.ruleTenant(owner, key, rule.rule().tenant());
+    if (refused != null) return refused;
     synchronized (rules) {
       String tenant = rule.rule().tenant();
       int others = 0;
