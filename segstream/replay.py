@@ -137,6 +137,11 @@ def python_replay(lines: Iterable[str]) -> list[str]:
                                          _bytes(control.get("signature")), signing_keys or [])
             except erasures.InvalidErasure as exc:
                 out.append(_line("dead_letter", str(exc)))
+                # A refused control record is a dead letter like any other: redacted by the policy.
+                value = _bytes(control.get("value"))
+                fields = policy.dead_letter_fields(value) if policy is not None and value is not None else None
+                if fields is not None:
+                    out.append(_line("dead_letter_fields", fields))
                 continue
             had_state = states.pop((erasure.tenant, erasure.user_id), None) is not None
             out.append(_line("erased", erasures.acknowledgement(erasure, had_state)))

@@ -134,6 +134,10 @@ public final class Replay {
             signingKeys == null ? java.util.List.of() : signingKeys);
       } catch (Erasure.Invalid e) {
         emit("dead_letter", e.getMessage());
+        // A refused control record is a dead letter like any other: redacted by the policy.
+        byte[] value = bytes(control.get("value"));
+        Map<String, Object> fields = policy == null || value == null ? null : policy.deadLetterFields(value);
+        if (fields != null) emit("dead_letter_fields", fields);
         return;
       }
       boolean had = states.remove(erasure.tenant() + "\0" + erasure.userId()) != null;
