@@ -1,0 +1,90 @@
+"""`segstream backfill`: rebuild a stopped job's savepoint under a new stat catalogue (docs/batch.md,
+"Backfill when definitions change").
+
+The work is Java (io.segstream.flink.Backfill, Flink's State Processor API on an embedded
+MiniCluster): the live state is in the JVM engine's format. This module builds its command line
+from the settings, runs it, relays its progress lines and returns its summary.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from segstream.config import Settings
+from segstream.errors import StackError
+from segstream.jvm import OUT_DIR, java_binary, require
+
+BACKFILL_LIB = OUT_DIR / "backfill"
+MAIN_CLASS = "io.segstream.flink.Backfill"
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    savepoint: str
+    stats_file: Path
+    out: str
+    parallelism: int = 2
+    progress_interval_s: float = 5.0
+
+
+def classpath(settings: Settings) -> str:
+    """The job jar (Backfill, the engine, the Bigtable client), the State Processor API (copied by the
+    jvm/ build), and Flink itself (the PyFlink wheel's lib/)."""
+    import pyflink
+
+    jar = require(settings.path(settings.flink.job_jar), "the job jar")
+    spa = sorted(require(BACKFILL_LIB, "the State Processor API jar").glob("flink-state-processor-api-*.jar"))
+    if not spa:
+        raise StackError(f"no flink-state-processor-api jar in {BACKFILL_LIB}: run scripts/setup.sh")
+    return ":".join([str(jar), *map(str, spa), f"{Path(pyflink.__file__).parent / 'lib'}/*"])
+
+
+def command(settings: Settings, options: BackfillOptions, catalogue_json: Path) -> list[str]:
+    from segstream.cluster import DEFAULT_JAVA_OPTS
+
+    b = settings.bigtable
+    return [java_binary(), *DEFAULT_JAVA_OPTS.split(), *settings.flink.jvm_args.split(), "-cp", classpath(settings),
+            MAIN_CLASS, "--savepoint", options.savepoint, "--out", options.out,
+            "--catalogue", str(catalogue_json), "--project", b.project, "--instance", b.instance,
+            "--events-table", b.events_table, "--hash-prefix-hex", str(b.hash_prefix_hex),
+            "--emulator-host", b.emulator_host, "--state-backend", settings.flink.state_backend,
+            "--parallelism", str(options.parallelism),
+            "--progress-interval-s", str(options.progress_interval_s)]
+
+
+def run(settings: Settings, options: BackfillOptions, progress=sys.stderr) -> dict:
+    """Run the backfill; its `backfill:` lines go to `progress`. Returns the summary (users, rows,
+    seconds, outcomes). StackError (one line) if it fails."""
+    catalogue = yaml.safe_load(options.stats_file.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="segstream-backfill-") as tmp:
+        catalogue_json = Path(tmp) / "catalogue.json"
+        catalogue_json.write_text(json.dumps(catalogue), encoding="utf-8")
+        proc = subprocess.Popen(command(settings, options, catalogue_json), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        errors: list[str] = []
+        assert proc.stderr is not None and proc.stdout is not None
+        for line in proc.stderr:  # Flink logs nothing to stderr without a log4j config: only ours and failures
+            if line.startswith("backfill:"):
+                print(line.rstrip(), file=progress, flush=True)
+            else:
+                errors.append(line.rstrip())
+        out = proc.stdout.read()
+        if proc.wait() != 0:
+            raise StackError(f"the backfill failed: {cause(errors)}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cause(stderr: list[str]) -> str:
+    """The innermost `Caused by:` of a Java stack trace (the useful line), else its first line."""
+    causes = [line.removeprefix("Caused by: ") for line in stderr if line.startswith("Caused by: ")]
+    if causes:
+        return causes[-1]
+    first = next((line for line in stderr if line.strip()), "no output")
+    return first
