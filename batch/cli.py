@@ -148,7 +148,8 @@ def rules_try(
 def backfill(
     savepoint: str = typer.Option(..., help="Savepoint of the stopped job (`segstream job stop`)."),
     stats: Path = typer.Option(..., help="The new stat catalogue (conf/stats.yaml's format)."),
-    out: str = typer.Option(..., help="Directory for the new savepoint; restart the job from it with --stats' catalogue."),
+    out: str = typer.Option(..., help="Directory for the new savepoint; restart the job from it with "
+                                      "--stats' catalogue."),
     parallelism: int = typer.Option(2, help="Parallel readers, rebuilders and writers of the backfill job."),
 ):
     """Rebuild a savepoint's user state under a new catalogue from the Bigtable history (docs/batch.md)."""

@@ -79,8 +79,9 @@ def main() -> None:
                 watcher.close()
                 if job.running():
                     job.kill()
+            saved = size_mb(Path(savepoint.removeprefix("file:")))
             print(f"job: {len(wanted):,} events of {args.users:,} users evaluated and mirrored in "
-                  f"{time.monotonic() - started:.0f} s, stopped with a savepoint ({size_mb(Path(savepoint.removeprefix('file:'))):.1f} MB)")
+                  f"{time.monotonic() - started:.0f} s, stopped with a savepoint ({saved:.1f} MB)")
             stats = v2_catalogue(work / "stats-v2.yaml")
             for parallelism in args.parallelism:
                 out = work / f"backfilled-p{parallelism}"
@@ -90,9 +91,10 @@ def main() -> None:
                                                         parallelism=parallelism, progress_interval_s=10),
                               progress=sys.stderr)
                 wall = time.monotonic() - t
+                seconds = summary["seconds"]
                 print(f"backfill parallelism {parallelism}: {summary['users']:,} users, {summary['rows']:,} rows in "
-                      f"{summary['seconds']:.1f} s inside the JVM ({summary['users'] / summary['seconds']:,.0f} users/s, "
-                      f"{summary['rows'] / summary['seconds']:,.0f} rows/s), {wall:.1f} s with the JVM start; "
+                      f"{seconds:.1f} s inside the JVM ({summary['users'] / seconds:,.0f} users/s, "
+                      f"{summary['rows'] / seconds:,.0f} rows/s), {wall:.1f} s with the JVM start; "
                       f"outcomes {summary['outcomes']}; new savepoint {size_mb(out):.1f} MB; "
                       f"load average before {before}, after {load()}")
         finally:
