@@ -95,6 +95,11 @@ def main() -> None:
                 print(f"backfill parallelism {parallelism}: {summary['users']:,} users, {summary['rows']:,} rows in "
                       f"{seconds:.1f} s inside the JVM ({summary['users'] / seconds:,.0f} users/s, "
                       f"{summary['rows'] / seconds:,.0f} rows/s), {wall:.1f} s with the JVM start; "
+                      f"from the first user rebuilt to the last {summary['rebuild_seconds']:.1f} s "
+                      f"({summary['users'] / max(summary['rebuild_seconds'], 1e-9):,.0f} users/s, "
+                      f"{summary['rows'] / max(summary['rebuild_seconds'], 1e-9):,.0f} rows/s; subtasks' wall time in "
+                      f"Bigtable reads {summary['read_seconds']:.1f} s, in the replay "
+                      f"{summary['replay_seconds']:.1f} s); "
                       f"outcomes {summary['outcomes']}; new savepoint {size_mb(out):.1f} MB; "
                       f"load average before {before}, after {load()}")
         finally:

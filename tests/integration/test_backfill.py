@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import msgspec
 import pytest
@@ -27,16 +29,18 @@ from operators.evaluator import Evaluator
 from operators.events import InvalidEvent, parse_record
 from operators.rules import load_rules
 from segstream.config import PROJECT_ROOT
-from segstream.job_process import JobProcess
 from segstream.kafka_admin import read_topic
-from segstream.produce import TrafficSpec, generate, produce_records
-from segstream.testing import FAST_JVM, TopicWatcher, input_events, stop_with_savepoint, wait_for, write_config
+from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.testing import FAST_JVM, TopicWatcher, input_events, write_config
+from tests.integration.test_upgrade import run_until_evaluated
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ADDED = {"name": "devices_seen", "agg": "distinct", "event": "page_view", "field": "device"}
 GAP = ("sessions", "10m")  # from 30m: the rule new_visitor reads it
 WINDOW = ("page_views_1h", "2h")  # from 1h
+# Published before part 1: the restarted job must still apply it (the rule broadcast state crossed).
+RULE = {"id": "regular", "description": "five events or more", "when": "events_total >= 5"}
 
 
 def write_v2(tmp_path: Path) -> Path:
@@ -52,20 +56,6 @@ def write_v2(tmp_path: Path) -> Path:
     return path
 
 
-def run_until_evaluated(config_path: Path, workdir: Path, name: str, watcher: TopicWatcher, wanted: set[str],
-                        env: dict[str, str], savepoint: str | None = None) -> str:
-    args = ["--savepoint", savepoint] if savepoint else []
-    job = JobProcess.start(config_path, args, workdir / f"{name}.log", env=env,
-                           flink_log_dir=workdir / f"flink-log-{name}")
-    try:
-        wait_for(lambda: wanted <= watcher.event_ids, 300, f"{name}: {len(wanted)} evaluations", 0.1,
-                 abort=job.exit_reason)
-        return stop_with_savepoint(job, None, workdir / "savepoints")
-    finally:
-        if job.running():
-            job.kill()
-
-
 def test_backfill_after_a_catalogue_change(job_config, tmp_path):
     settings, config_path = job_config
     data = yaml.safe_load(config_path.read_text())
@@ -79,6 +69,7 @@ def test_backfill_after_a_catalogue_change(job_config, tmp_path):
     parts = [traffic[:1_400], traffic[1_400:]]
     envs = [{"SEGSTREAM_FLINK__PARALLELISM": "1", "JVM_ARGS": FAST_JVM},
             {"SEGSTREAM_FLINK__PARALLELISM": "2", "SEGSTREAM_STATS_FILE": str(stats_v2), "JVM_ARGS": FAST_JVM}]
+    produce_records(bootstrap, topics.rules, [Record(b"regular", json.dumps(RULE).encode(), None)], progress=False)
     part_of: dict[str, int] = {}
     watcher = TopicWatcher(bootstrap, topics.evaluations)
     try:
@@ -93,8 +84,11 @@ def test_backfill_after_a_catalogue_change(job_config, tmp_path):
             savepoint = run_until_evaluated(config_path, tmp_path, f"part{index + 1}", watcher, set(part_of), env,
                                             savepoint)
             if index == 0:
+                old = savepoint
                 savepoint = backfill(config_path, savepoint, stats_v2, tmp_path / "backfilled",
                                      users=len(input_events(settings)[0]))
+                # The new savepoint holds copies of the other operators' state files: the old one can go.
+                shutil.rmtree(urlparse(old).path)
     finally:
         watcher.close()
 
@@ -119,7 +113,13 @@ def check_against_the_reference(settings, part_of: dict[str, int], stats_v2: Pat
     per_user, _ = input_events(settings)
     catalogues = [load_catalogue(PROJECT_ROOT / "conf" / "stats.yaml"), load_catalogue(stats_v2)]
     rules_file = PROJECT_ROOT / "conf" / "rules.yaml"
-    evaluators = [Evaluator(c, load_rules(rules_file, c)) for c in catalogues]
+    evaluators = {}  # (part, rules_version) -> the Python engine
+    for part, catalogue in enumerate(catalogues):
+        for version in (0, 1):
+            rules = load_rules(rules_file, catalogue)
+            if version:
+                assert rules.apply_change(RULE["id"], json.dumps(RULE).encode()) is None
+            evaluators[part, version] = Evaluator(catalogue, rules)
 
     by_id: dict[str, dict] = {}
     for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.evaluations):
@@ -127,26 +127,28 @@ def check_against_the_reference(settings, part_of: dict[str, int], stats_v2: Pat
         assert by_id.setdefault(d["event_id"], d) == d, f"{d['event_id']} evaluated twice, differently"
     assert set(by_id) == set(part_of), "an event is missing from evaluations"
 
-    straddling = changed_users = segment_changes = 0
+    straddling = changed_users = segment_changes = regulars = 0
     for user, events in per_user.items():
         evals = sorted((by_id[e.event_id] for e in events), key=lambda d: d["seq"])
         assert [d["seq"] for d in evals] == list(range(1, len(events) + 1)), f"{user}: seqs broken at the cut"
         assert [d["event_id"] for d in evals] == [e.event_id for e in events], user
-        # The Python engine over the whole history under each catalogue.
-        reference: list[list[dict]] = []
-        blobs: list[list[bytes]] = []
-        for evaluator in evaluators:
-            blob, out, states = None, [], []
-            for event in events:
-                p = evaluator.process(blob, event)
-                blob = p.blob
-                out.append(p.evaluation)
-                states.append(blob)
-            reference.append(out)
-            blobs.append(states)
+        # The Python engine over the whole history under each catalogue, each event under the rules
+        # of its rules_version: part 1 must equal v1's, part 2 v2's (as if v2 had always been live).
+        reference: list[list[dict]] = [[], []]
+        v1_blobs: list[bytes] = []
+        blobs: list[bytes | None] = [None, None]
+        for d, event in zip(evals, events, strict=True):
+            for part in (0, 1):
+                p = evaluators[part, d["rules_version"]].process(blobs[part], event)
+                blobs[part] = p.blob
+                reference[part].append(p.evaluation)
+            v1_blobs.append(blobs[0])  # type: ignore[arg-type]
         previous: list[str] = []
         for i, (d, event) in enumerate(zip(evals, events, strict=True)):
             want = reference[part_of[event.event_id]][i]
+            if part_of[event.event_id] == 1:
+                assert d["rules_version"] == 1, f"{user}: the rule change was lost at the restart"
+                regulars += RULE["id"] in d["segments"]
             assert d["stats"] == want["stats"], (user, d["seq"], d["stats"], want["stats"])
             assert d["segments"] == want["segments"], (user, d["seq"])
             assert d["entered"] == sorted(set(d["segments"]) - set(previous)), (user, d["seq"])
@@ -158,9 +160,10 @@ def check_against_the_reference(settings, part_of: dict[str, int], stats_v2: Pat
             first = cut[0]
             # Without the backfill (the engine's migration only: the v1 state, the changed and added
             # stats restarting at this event), this evaluation would differ.
-            migrated = evaluators[1].process(blobs[0][first - 1], events[first]).evaluation
+            migrated = evaluators[1, 1].process(v1_blobs[first - 1], events[first]).evaluation
             changed_users += migrated["stats"] != evals[first]["stats"]
             segment_changes += migrated["segments"] != evals[first]["segments"]
     # Users with events on both sides of the cut: for (nearly) all of them the backfill mattered.
     assert straddling >= 30 and changed_users >= 0.9 * straddling, (straddling, changed_users)
+    assert regulars > 0
     assert segment_changes > 0, "the backfill never changed a segment: the segment check proves little"
