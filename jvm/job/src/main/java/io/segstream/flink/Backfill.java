@@ -4,6 +4,8 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -13,7 +15,7 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.flink.api.common.RuntimeExecutionMode;
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.functions.RichMapFunction;
+import org.apache.flink.api.common.functions.RichMapPartitionFunction;
 import org.apache.flink.api.common.state.BroadcastState;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
@@ -49,7 +51,7 @@ import org.apache.flink.util.Collector;
  *
  * <pre>
  * evaluate-user keyed state ("user" blob + event-time timers)   SavepointReader.readKeyedState
- *   ▼ Rebuild (map)       the user's Bigtable history, replayed under the new catalogue
+ *   ▼ Rebuild (mapPartition)  the users' Bigtable histories (100 users a read), replayed under the new catalogue
  *   ▼ keyBy user key      the job's key, the job's key serializer (String)
  *   ▼ Restore (KeyedStateBootstrapFunction)  "user" blob, the timers, and the rule broadcast state
  * SavepointWriter.fromExistingSavepoint.removeOperator(evaluate-user).withOperator(evaluate-user, ...)
@@ -121,8 +123,13 @@ public final class Backfill {
     }
   }
 
-  /** The user's history from Bigtable, replayed under the new catalogue. */
-  static final class Rebuild extends RichMapFunction<User, User> {
+  /** Users read from Bigtable together (one round trip): the per-read cost dominated the backfill
+   * when each user was one read (docs/benchmarks.md, "Backfill"). */
+  static final int READ_BATCH = 100;
+
+  /** The users' histories from Bigtable, replayed under the new catalogue; {@link #READ_BATCH}
+   * users a read. A partition function: it sees its whole input, so it can batch. */
+  static final class Rebuild extends RichMapPartitionFunction<User, User> {
     private static final long serialVersionUID = 1L;
     private final String catalogueJson;
     private final String project;
@@ -150,34 +157,53 @@ public final class Backfill {
     }
 
     @Override
-    public User map(User user) throws Exception {
-      String[] who = UserKey.split(user.key);
-      BackfillReplay.Result r;
-      List<BackfillReplay.Row> rows = List.of();
-      long t0 = System.nanoTime();
-      FIRST_NANOS.accumulateAndGet(t0, Math::min);
-      long t1 = t0;
-      try {
-        // Rows of users that cannot be rebuilt (expired, unchanged) are not read at all.
-        r = replay.rebuild(user.state, List.of());
-        if (r.outcome() == BackfillReplay.Outcome.NO_HISTORY) {
-          rows = history.rows(who[0], who[1]);
-          t1 = System.nanoTime();
-          r = replay.rebuild(user.state, rows);
+    public void mapPartition(Iterable<User> users, Collector<User> out) throws Exception {
+      List<User> batch = new ArrayList<>(READ_BATCH);
+      for (User user : users) {
+        FIRST_NANOS.accumulateAndGet(System.nanoTime(), Math::min);
+        // Users that need no history (expired, already on the new catalogue) are not read at all.
+        BackfillReplay.Result r = rebuild(user, List.of());
+        if (r.outcome() != BackfillReplay.Outcome.NO_HISTORY) {
+          out.collect(done(user, r, 0));
+          continue;
         }
+        batch.add(user);
+        if (batch.size() == READ_BATCH) flush(batch, out);
+      }
+      if (!batch.isEmpty()) flush(batch, out);
+    }
+
+    private void flush(List<User> batch, Collector<User> out) throws Exception {
+      long t0 = System.nanoTime();
+      List<String[]> who = new ArrayList<>(batch.size());
+      for (User u : batch) who.add(UserKey.split(u.key));
+      List<List<BackfillReplay.Row>> rows = history.rows(who);
+      long t1 = System.nanoTime();
+      READ_NANOS.addAndGet(t1 - t0);
+      for (int i = 0; i < batch.size(); i++) {
+        out.collect(done(batch.get(i), rebuild(batch.get(i), rows.get(i)), rows.get(i).size()));
+      }
+      REPLAY_NANOS.addAndGet(System.nanoTime() - t1);
+      batch.clear();
+    }
+
+    private BackfillReplay.Result rebuild(User user, List<BackfillReplay.Row> rows) {
+      try {
+        return replay.rebuild(user.state, rows);
       } catch (Exception e) {
+        String[] who = UserKey.split(user.key);
         throw new IllegalStateException("backfill of tenant " + who[0] + " user " + who[1] + ": " + e, e);
       }
-      long t2 = System.nanoTime();
-      READ_NANOS.addAndGet(t1 - t0);
-      REPLAY_NANOS.addAndGet(t2 - t1);
-      LAST_NANOS.accumulateAndGet(t2, Math::max);
+    }
+
+    private static User done(User user, BackfillReplay.Result r, int rows) {
+      LAST_NANOS.accumulateAndGet(System.nanoTime(), Math::max);
       USERS.incrementAndGet();
-      ROWS.addAndGet(rows.size());
+      ROWS.addAndGet(rows);
       OUTCOMES.get(r.outcome()).incrementAndGet();
       long[] timers = user.timers;
       if (r.timer() != null) {
-        timers = java.util.Arrays.copyOf(timers, timers.length + 1);
+        timers = Arrays.copyOf(timers, timers.length + 1);
         timers[timers.length - 1] = r.timer();
       }
       return new User(user.key, r.state(), timers);
@@ -282,7 +308,8 @@ public final class Backfill {
     // 2. Every user: read, rebuild, write into a new savepoint with the other operators' state.
     reader = SavepointReader.read(env, a.get("savepoint"), backend);
     DataStream<User> users = reader.readKeyedState(evaluate, new Read(), Types.STRING, TypeInformation.of(User.class))
-        .map(new Rebuild(catalogueJson, a.get("project"), a.get("instance"), a.get("events-table"),
+        .fullWindowPartition()
+        .mapPartition(new Rebuild(catalogueJson, a.get("project"), a.get("instance"), a.get("events-table"),
             Integer.parseInt(a.get("hash-prefix-hex")), a.getOrDefault("emulator-host", "")))
         .returns(TypeInformation.of(User.class)).name("rebuild");
     StateBootstrapTransformation<User> rebuilt = OperatorTransformation.bootstrapWith(users)

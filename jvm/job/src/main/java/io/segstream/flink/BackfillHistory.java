@@ -12,12 +12,15 @@ import com.google.protobuf.ByteString;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * A user's history rows from the Bigtable {@code events} table (the rows {@link BigtableRows}
  * writes): one prefix scan of {@code {hash prefix}_{tenant}_{user_id}_}, which no other user's
- * rows share (escaped fields hold no {@code _}). The Java twin of batch/history.py's reads.
+ * rows share (escaped fields hold no {@code _}), for many users in one read. The Java twin of
+ * batch/history.py's reads.
  */
 public final class BackfillHistory implements AutoCloseable {
   private final BigtableDataClient client;
@@ -38,14 +41,25 @@ public final class BackfillHistory implements AutoCloseable {
     this.width = hashPrefixHex;
   }
 
-  /** The user's events rows (the newest cell of each column), in key order (newest event first). */
-  public List<BackfillReplay.Row> rows(String tenant, String userId) throws BigtableRows.InvalidRow {
-    byte[] profile = BigtableRows.profileKey(tenant, userId, width);
-    ByteString prefix = ByteString.copyFrom(profile).concat(ByteString.copyFromUtf8("_"));
-    Query query = Query.create(TableId.of(eventsTable)).prefix(prefix)
-        .filter(Filters.FILTERS.limit().cellsPerColumn(1));
-    List<BackfillReplay.Row> rows = new ArrayList<>();
+  /**
+   * The events rows of several users in one read (a prefix per user: one round trip for all of
+   * them), newest cell of each column, grouped by user: element i holds users[i]'s rows in key order.
+   *
+   * @param users {tenant, user_id} pairs
+   */
+  public List<List<BackfillReplay.Row>> rows(List<String[]> users) throws BigtableRows.InvalidRow {
+    Query query = Query.create(TableId.of(eventsTable)).filter(Filters.FILTERS.limit().cellsPerColumn(1));
+    Map<ByteString, Integer> index = new HashMap<>();
+    List<List<BackfillReplay.Row>> out = new ArrayList<>(users.size());
+    for (String[] user : users) {
+      ByteString prefix = ByteString.copyFrom(BigtableRows.profileKey(user[0], user[1], width)).concat(SEP);
+      index.put(prefix, out.size());
+      out.add(new ArrayList<>());
+      query.prefix(prefix);
+    }
     for (Row row : client.readRows(query)) {
+      Integer i = index.get(userPrefix(row.getKey()));
+      if (i == null) continue;  // not a row of this table's shape
       ByteString payload = null;
       Long seq = null;
       for (RowCell cell : row.getCells()) {
@@ -55,9 +69,20 @@ public final class BackfillHistory implements AutoCloseable {
           seq = Long.parseLong(cell.getValue().toString(StandardCharsets.UTF_8));
         }
       }
-      if (payload != null) rows.add(new BackfillReplay.Row(seq, payload.toByteArray()));
+      if (payload != null) out.get(i).add(new BackfillReplay.Row(seq, payload.toByteArray()));
     }
-    return rows;
+    return out;
+  }
+
+  private static final ByteString SEP = ByteString.copyFromUtf8("_");
+
+  /** {prefix}_{tenant}_{user_id}_ of an events row key (escaped fields hold no _), or null. */
+  static ByteString userPrefix(ByteString key) {
+    int seen = 0;
+    for (int i = 0; i < key.size(); i++) {
+      if (key.byteAt(i) == '_' && ++seen == 3) return key.substring(0, i + 1);
+    }
+    return null;
   }
 
   @Override
