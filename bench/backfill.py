@@ -28,7 +28,15 @@ import yaml  # noqa: E402
 from batch.backfill import BackfillOptions, run  # noqa: E402
 from segstream.job_process import JobProcess  # noqa: E402
 from segstream.produce import TrafficSpec, generate, produce_records  # noqa: E402
-from segstream.testing import FAST_JVM, LocalStack, TopicWatcher, stop_with_savepoint, valid_ids_of, wait_for  # noqa: E402
+from segstream.testing import (  # noqa: E402
+    FAST_JVM,
+    LocalStack,
+    TopicWatcher,
+    events_by_user,
+    stop_with_savepoint,
+    valid_ids_of,
+    wait_for,
+)
 
 
 def v2_catalogue(out: Path) -> Path:
@@ -67,6 +75,7 @@ def main() -> None:
             records = list(generate(TrafficSpec(events=args.events, users=args.users, seed=5, tenants=2)))
             produce_records(settings.kafka.bootstrap_servers, settings.kafka.topics.events, records, progress=False)
             wanted = valid_ids_of(records)
+            users = len(events_by_user(records)[0])  # the generator draws from --users: fewer appear
             watcher = TopicWatcher(settings.kafka.bootstrap_servers, settings.kafka.topics.evaluations)
             started = time.monotonic()
             job = JobProcess.start(stack.config_path, [], work / "job.log", env={"JVM_ARGS": FAST_JVM},
@@ -80,7 +89,7 @@ def main() -> None:
                 if job.running():
                     job.kill()
             saved = size_mb(Path(savepoint.removeprefix("file:")))
-            print(f"job: {len(wanted):,} events of {args.users:,} users evaluated and mirrored in "
+            print(f"job: {len(wanted):,} events of {users:,} users evaluated and mirrored in "
                   f"{time.monotonic() - started:.0f} s, stopped with a savepoint ({saved:.1f} MB)")
             stats = v2_catalogue(work / "stats-v2.yaml")
             for parallelism in args.parallelism:
