@@ -71,7 +71,7 @@ def run(settings: Settings, options: BackfillOptions, progress=sys.stderr) -> di
         errors: list[str] = []
         assert proc.stderr is not None and proc.stdout is not None
         for line in proc.stderr:  # Flink logs nothing to stderr without a log4j config: only ours and failures
-            if line.startswith("backfill:"):
+            if line.startswith("backfill:") and not line.startswith("backfill: error: "):
                 print(line.rstrip(), file=progress, flush=True)
             else:
                 errors.append(line.rstrip())
@@ -82,9 +82,13 @@ def run(settings: Settings, options: BackfillOptions, progress=sys.stderr) -> di
 
 
 def cause(stderr: list[str]) -> str:
-    """The innermost `Caused by:` of a Java stack trace (the useful line), else its first line."""
+    """The useful line of a failed run's stderr: our own error line, else the innermost `Caused by:`
+    of a Java stack trace, else the first exception line (not the client libraries' log lines)."""
+    ours = [line.removeprefix("backfill: error: ") for line in stderr if line.startswith("backfill: error: ")]
+    if ours:
+        return ours[0]
     causes = [line.removeprefix("Caused by: ") for line in stderr if line.startswith("Caused by: ")]
     if causes:
         return causes[-1]
-    first = next((line for line in stderr if line.strip()), "no output")
-    return first
+    exceptions = [line for line in stderr if "Exception" in line or "Error" in line]
+    return exceptions[0] if exceptions else next((line for line in stderr if line.strip()), "no output")

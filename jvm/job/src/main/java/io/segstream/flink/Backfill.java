@@ -276,6 +276,15 @@ public final class Backfill {
    * [--progress-interval-s S]}
    */
   public static void main(String[] argv) throws Exception {
+    // The State Processor API runs the bootstrap operator in a thread of its own; if that thread
+    // dies, the task feeding it waits forever (seen once, docs/benchmarks.md "Backfill"). A CLI
+    // must fail instead: any uncaught exception ends the program with its stack trace.
+    Thread.setDefaultUncaughtExceptionHandler((thread, e) -> {
+      System.err.println("backfill: error: uncaught in thread " + thread.getName() + ": " + e);
+      e.printStackTrace();
+      System.err.flush();
+      Runtime.getRuntime().halt(1);
+    });
     Map<String, String> a = args(argv);
     String catalogueJson = Files.readString(Path.of(a.get("catalogue")), StandardCharsets.UTF_8);
     new BackfillReplay(catalogueJson);  // an invalid catalogue fails here, before any job
