@@ -86,7 +86,7 @@ def cause(stderr: list[str]) -> str:
     of a Java stack trace, else the first exception line (not the client libraries' log lines)."""
     ours = [line.removeprefix("backfill: error: ") for line in stderr if line.startswith("backfill: error: ")]
     if ours:
-        return ours[0]
+        return ours[-1]
     causes = [line.removeprefix("Caused by: ") for line in stderr if line.startswith("Caused by: ")]
     if causes:
         return causes[-1]

@@ -92,8 +92,8 @@ def main() -> None:
             print(f"job: {len(wanted):,} events of {users:,} users evaluated and mirrored in "
                   f"{time.monotonic() - started:.0f} s, stopped with a savepoint ({saved:.1f} MB)")
             stats = v2_catalogue(work / "stats-v2.yaml")
-            for parallelism in args.parallelism:
-                out = work / f"backfilled-p{parallelism}"
+            for run_index, parallelism in enumerate(args.parallelism):
+                out = work / f"backfilled-{run_index}-p{parallelism}"
                 before = load()
                 t = time.monotonic()
                 summary = run(settings, BackfillOptions(savepoint=savepoint, stats_file=stats, out=str(out),

@@ -4,7 +4,6 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.EnumMap;
 import java.util.HashMap;
@@ -15,7 +14,7 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.flink.api.common.RuntimeExecutionMode;
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.functions.RichMapPartitionFunction;
+import org.apache.flink.api.common.functions.RichMapFunction;
 import org.apache.flink.api.common.state.BroadcastState;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
@@ -51,7 +50,7 @@ import org.apache.flink.util.Collector;
  *
  * <pre>
  * evaluate-user keyed state ("user" blob + event-time timers)   SavepointReader.readKeyedState
- *   ▼ Rebuild (mapPartition)  the users' Bigtable histories (100 users a read), replayed under the new catalogue
+ *   ▼ Rebuild (map)       the user's Bigtable history, replayed under the new catalogue
  *   ▼ keyBy user key      the job's key, the job's key serializer (String)
  *   ▼ Restore (KeyedStateBootstrapFunction)  "user" blob, the timers, and the rule broadcast state
  * SavepointWriter.fromExistingSavepoint.removeOperator(evaluate-user).withOperator(evaluate-user, ...)
@@ -123,13 +122,10 @@ public final class Backfill {
     }
   }
 
-  /** Users read from Bigtable together (one round trip): the per-read cost dominated the backfill
-   * when each user was one read (docs/benchmarks.md, "Backfill"). */
-  static final int READ_BATCH = 100;
-
-  /** The users' histories from Bigtable, replayed under the new catalogue; {@link #READ_BATCH}
-   * users a read. A partition function: it sees its whole input, so it can batch. */
-  static final class Rebuild extends RichMapPartitionFunction<User, User> {
+  /** The user's history from Bigtable, replayed under the new catalogue. A map, one read per user:
+   * a mapPartition reading 100 users a read was faster but hung twice in five runs
+   * (docs/benchmarks.md, "Backfill"). */
+  static final class Rebuild extends RichMapFunction<User, User> {
     private static final long serialVersionUID = 1L;
     private final String catalogueJson;
     private final String project;
@@ -157,49 +153,30 @@ public final class Backfill {
     }
 
     @Override
-    public void mapPartition(Iterable<User> users, Collector<User> out) throws Exception {
-      List<User> batch = new ArrayList<>(READ_BATCH);
-      for (User user : users) {
-        FIRST_NANOS.accumulateAndGet(System.nanoTime(), Math::min);
-        // Users that need no history (expired, already on the new catalogue) are not read at all.
-        BackfillReplay.Result r = rebuild(user, List.of());
-        if (r.outcome() != BackfillReplay.Outcome.NO_HISTORY) {
-          out.collect(done(user, r, 0));
-          continue;
-        }
-        batch.add(user);
-        if (batch.size() == READ_BATCH) flush(batch, out);
-      }
-      if (!batch.isEmpty()) flush(batch, out);
-    }
-
-    private void flush(List<User> batch, Collector<User> out) throws Exception {
+    public User map(User user) throws Exception {
       long t0 = System.nanoTime();
-      List<String[]> who = new ArrayList<>(batch.size());
-      for (User u : batch) who.add(UserKey.split(u.key));
-      List<List<BackfillReplay.Row>> rows = history.rows(who);
-      long t1 = System.nanoTime();
-      READ_NANOS.addAndGet(t1 - t0);
-      for (int i = 0; i < batch.size(); i++) {
-        out.collect(done(batch.get(i), rebuild(batch.get(i), rows.get(i)), rows.get(i).size()));
-      }
-      REPLAY_NANOS.addAndGet(System.nanoTime() - t1);
-      batch.clear();
-    }
-
-    private BackfillReplay.Result rebuild(User user, List<BackfillReplay.Row> rows) {
+      FIRST_NANOS.accumulateAndGet(t0, Math::min);
+      String[] who = UserKey.split(user.key);
+      List<BackfillReplay.Row> rows = List.of();
+      long t1 = t0;
+      BackfillReplay.Result r;
       try {
-        return replay.rebuild(user.state, rows);
+        // Users that need no history (expired, already on the new catalogue) are not read at all.
+        r = replay.rebuild(user.state, List.of());
+        if (r.outcome() == BackfillReplay.Outcome.NO_HISTORY) {
+          rows = history.rows(List.<String[]>of(who)).get(0);
+          t1 = System.nanoTime();
+          r = replay.rebuild(user.state, rows);
+        }
       } catch (Exception e) {
-        String[] who = UserKey.split(user.key);
         throw new IllegalStateException("backfill of tenant " + who[0] + " user " + who[1] + ": " + e, e);
       }
-    }
-
-    private static User done(User user, BackfillReplay.Result r, int rows) {
-      LAST_NANOS.accumulateAndGet(System.nanoTime(), Math::max);
+      long t2 = System.nanoTime();
+      READ_NANOS.addAndGet(t1 - t0);
+      REPLAY_NANOS.addAndGet(t2 - t1);
+      LAST_NANOS.accumulateAndGet(t2, Math::max);
       USERS.incrementAndGet();
-      ROWS.addAndGet(rows);
+      ROWS.addAndGet(rows.size());
       OUTCOMES.get(r.outcome()).incrementAndGet();
       long[] timers = user.timers;
       if (r.timer() != null) {
@@ -244,8 +221,31 @@ public final class Backfill {
 
     @Override
     public void processElement(User in, Context ctx) throws Exception {
-      user.update(in.state);
-      for (long t : in.timers) ctx.timerService().registerEventTimeTimer(t);
+      try {
+        user.update(in.state);
+        for (long t : in.timers) ctx.timerService().registerEventTimeTimer(t);
+      } catch (Exception | Error e) {
+        // The State Processor API's runner drops an exception of this thread without a word and
+        // its feeder then waits forever: say it, and end the program (main's handler).
+        throw fatal("writing user " + in.key, e);
+      }
+    }
+
+    @Override
+    public void close() throws Exception {
+      try {
+        super.close();
+      } catch (Exception | Error e) {
+        throw fatal("closing the writer", e);
+      }
+    }
+
+    private static RuntimeException fatal(String what, Throwable e) {
+      System.err.println("backfill: error: " + what + ": " + e);
+      e.printStackTrace();
+      System.err.flush();
+      Runtime.getRuntime().halt(1);
+      return new IllegalStateException(what, e);
     }
   }
 
@@ -317,8 +317,7 @@ public final class Backfill {
     // 2. Every user: read, rebuild, write into a new savepoint with the other operators' state.
     reader = SavepointReader.read(env, a.get("savepoint"), backend);
     DataStream<User> users = reader.readKeyedState(evaluate, new Read(), Types.STRING, TypeInformation.of(User.class))
-        .fullWindowPartition()
-        .mapPartition(new Rebuild(catalogueJson, a.get("project"), a.get("instance"), a.get("events-table"),
+        .map(new Rebuild(catalogueJson, a.get("project"), a.get("instance"), a.get("events-table"),
             Integer.parseInt(a.get("hash-prefix-hex")), a.getOrDefault("emulator-host", "")))
         .returns(TypeInformation.of(User.class)).name("rebuild");
     StateBootstrapTransformation<User> rebuilt = OperatorTransformation.bootstrapWith(users)
@@ -345,6 +344,13 @@ public final class Backfill {
     progress.start();
     try {
       env.execute("segstream backfill");
+    } catch (Exception e) {
+      Throwable root = e;
+      while (root.getCause() != null && root.getCause() != root) root = root.getCause();
+      e.printStackTrace();
+      System.err.println("backfill: error: " + root);
+      System.err.flush();
+      System.exit(1);
     } finally {
       progress.interrupt();
     }
