@@ -9,6 +9,7 @@ from the settings, runs it, relays its progress lines and returns its summary.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,8 @@ class BackfillOptions:
     out: str
     parallelism: int = 2
     progress_interval_s: float = 5.0
+    # No new user rebuilt for this long (after the first): the run is stalled, stopped and run again.
+    stall_timeout_s: float = 60.0
 
 
 def classpath(settings: Settings) -> str:
@@ -56,12 +59,38 @@ def command(settings: Settings, options: BackfillOptions, catalogue_json: Path) 
             "--events-table", b.events_table, "--hash-prefix-hex", str(b.hash_prefix_hex),
             "--emulator-host", b.emulator_host, "--state-backend", settings.flink.state_backend,
             "--parallelism", str(options.parallelism),
-            "--progress-interval-s", str(options.progress_interval_s)]
+            "--progress-interval-s", str(options.progress_interval_s),
+            "--stall-timeout-s", str(options.stall_timeout_s)]
+
+
+STALLED = 3  # io.segstream.flink.Backfill.STALLED
+ATTEMPTS = 3
 
 
 def run(settings: Settings, options: BackfillOptions, progress=sys.stderr) -> dict:
     """Run the backfill; its `backfill:` lines go to `progress`. Returns the summary (users, rows,
-    seconds, outcomes). StackError (one line) if it fails."""
+    seconds, outcomes). StackError (one line) if it fails. A stalled run (docs/batch.md, limits:
+    the State Processor API's bootstrap thread can vanish) is run again, up to ATTEMPTS times, after
+    removing what it wrote to `out`."""
+    out = Path(options.out.removeprefix("file://").removeprefix("file:"))
+    if out.exists():
+        raise StackError(f"{options.out} exists: the new savepoint needs a directory of its own")
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return run_once(settings, options, progress)
+        except Stalled as exc:
+            shutil.rmtree(out, ignore_errors=True)
+            if attempt == ATTEMPTS:
+                raise StackError(f"the backfill failed: {exc} ({ATTEMPTS} attempts)") from None
+            print(f"backfill: {exc}; attempt {attempt + 1} of {ATTEMPTS}", file=progress, flush=True)
+    raise AssertionError("unreachable")
+
+
+class Stalled(Exception):
+    pass
+
+
+def run_once(settings: Settings, options: BackfillOptions, progress=sys.stderr) -> dict:
     catalogue = yaml.safe_load(options.stats_file.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="segstream-backfill-") as tmp:
         catalogue_json = Path(tmp) / "catalogue.json"
@@ -75,10 +104,13 @@ def run(settings: Settings, options: BackfillOptions, progress=sys.stderr) -> di
                 print(line.rstrip(), file=progress, flush=True)
             else:
                 errors.append(line.rstrip())
-        out = proc.stdout.read()
-        if proc.wait() != 0:
+        stdout = proc.stdout.read()
+        code = proc.wait()
+        if code == STALLED:
+            raise Stalled(cause(errors))
+        if code != 0:
             raise StackError(f"the backfill failed: {cause(errors)}")
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def cause(stderr: list[str]) -> str:

@@ -160,7 +160,8 @@ def backfill(
         raise StackError(f"no catalogue at {stats}")
     _probe(s)
     summary = run(s, BackfillOptions(savepoint=savepoint, stats_file=stats, out=out, parallelism=parallelism,
-                                     progress_interval_s=s.batch.progress_interval_s))
+                                     progress_interval_s=s.batch.progress_interval_s,
+                                     stall_timeout_s=s.batch.backfill_stall_timeout_s))
     o = summary["outcomes"]
     rate = summary["users"] / summary["seconds"] if summary["seconds"] else 0.0
     print(f"backfilled {summary['users']:,} users from {summary['rows']:,} history rows in {summary['seconds']:.1f} s "

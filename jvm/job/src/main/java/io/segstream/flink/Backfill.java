@@ -74,6 +74,9 @@ public final class Backfill {
   static final ValueStateDescriptor<byte[]> USER =
       new ValueStateDescriptor<>("user", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
 
+  /** Exit status of a stalled run (see main). */
+  public static final int STALLED = 3;
+
   static final AtomicLong USERS = new AtomicLong();
   static final AtomicLong ROWS = new AtomicLong();
   /** Where the time goes (all subtasks summed): Bigtable reads, the engine's replay; and the span
@@ -123,8 +126,8 @@ public final class Backfill {
   }
 
   /** The user's history from Bigtable, replayed under the new catalogue. A map, one read per user:
-   * a mapPartition reading 100 users a read was faster but hung twice in five runs
-   * (docs/benchmarks.md, "Backfill"). */
+   * a mapPartition reading 100 users a read (BackfillHistory takes several) had a faster steady
+   * part, but was tried only while the RocksDB hang (main) was unexplained (docs/benchmarks.md). */
   static final class Rebuild extends RichMapFunction<User, User> {
     private static final long serialVersionUID = 1L;
     private final String catalogueJson;
@@ -225,8 +228,8 @@ public final class Backfill {
         user.update(in.state);
         for (long t : in.timers) ctx.timerService().registerEventTimeTimer(t);
       } catch (Exception | Error e) {
-        // The State Processor API's runner drops an exception of this thread without a word and
-        // its feeder then waits forever: say it, and end the program (main's handler).
+        // This runs in the State Processor API's bootstrap thread, whose feeder waits on it: a
+        // failure here must end the program loudly rather than leave the feeder waiting.
         throw fatal("writing user " + in.key, e);
       }
     }
@@ -273,12 +276,12 @@ public final class Backfill {
   /**
    * {@code --savepoint DIR --out DIR --catalogue FILE.json --project P --instance I --events-table T
    * --hash-prefix-hex N [--emulator-host H:P] [--state-backend rocksdb|hashmap] [--parallelism N]
-   * [--progress-interval-s S]}
+   * [--progress-interval-s S] [--stall-timeout-s S]}
    */
   public static void main(String[] argv) throws Exception {
-    // The State Processor API runs the bootstrap operator in a thread of its own; if that thread
-    // dies, the task feeding it waits forever (seen once, docs/benchmarks.md "Backfill"). A CLI
-    // must fail instead: any uncaught exception ends the program with its stack trace.
+    // The State Processor API runs the bootstrap operator in a thread of its own, fed through a
+    // queue (docs/batch.md, limits): a CLI must fail rather than wait, so any uncaught exception
+    // ends the program with its stack trace.
     Thread.setDefaultUncaughtExceptionHandler((thread, e) -> {
       System.err.println("backfill: error: uncaught in thread " + thread.getName() + ": " + e);
       e.printStackTrace();
@@ -288,6 +291,8 @@ public final class Backfill {
     Map<String, String> a = args(argv);
     String catalogueJson = Files.readString(Path.of(a.get("catalogue")), StandardCharsets.UTF_8);
     new BackfillReplay(catalogueJson);  // an invalid catalogue fails here, before any job
+    // The job's backend (segstream backfill passes flink.state_backend); savepoints are in Flink's
+    // canonical format, so either restores into either (BackfillStateTest).
     StateBackend backend = backend(a.getOrDefault("state-backend", "rocksdb"));
     int parallelism = Integer.parseInt(a.getOrDefault("parallelism", "2"));
     long interval = (long) (Double.parseDouble(a.getOrDefault("progress-interval-s", "5")) * 1000);
@@ -328,13 +333,29 @@ public final class Backfill {
         .withOperator(evaluate, rebuilt)
         .write(a.get("out"));
 
+    long stallNanos = (long) (Double.parseDouble(a.getOrDefault("stall-timeout-s", "120")) * 1e9);
     Thread progress = new Thread(() -> {
       try {
+        long lastUsers = -1;
+        long lastChange = System.nanoTime();
         while (true) {
           Thread.sleep(interval);
-          double s = (System.nanoTime() - start) / 1e9;
-          err.printf("backfill: %.0f s, %,d users (%,.0f/s), %,d history rows (%,.0f/s)%n", s, USERS.get(),
-              USERS.get() / s, ROWS.get(), ROWS.get() / s);
+          long now = System.nanoTime();
+          double s = (now - start) / 1e9;
+          long done = USERS.get();
+          err.printf("backfill: %.0f s, %,d users (%,.0f/s), %,d history rows (%,.0f/s)%n", s, done,
+              done / s, ROWS.get(), ROWS.get() / s);
+          if (done != lastUsers) {
+            lastUsers = done;
+            lastChange = now;
+          } else if (done > 0 && now - lastChange > stallNanos) {
+            // The State Processor API's bootstrap thread can vanish and leave its feeder waiting
+            // forever (docs/batch.md, limits): fail, with a status of its own, so it can be rerun.
+            err.printf("backfill: error: stalled: no progress for %.0f s after %,d users%n", (now - lastChange) / 1e9,
+                done);
+            err.flush();
+            Runtime.getRuntime().halt(STALLED);
+          }
         }
       } catch (InterruptedException e) {
         // done

@@ -62,7 +62,9 @@ class BackfillStateTest {
         .write(path);
     env.execute("write");
 
-    SavepointReader reader = SavepointReader.read(env(), path, new HashMapStateBackend());
+    // Read back with RocksDB, the job's backend: the heap backend's savepoint (canonical format)
+    // restores into it, timers included.
+    SavepointReader reader = SavepointReader.read(env(), path, new org.apache.flink.state.rocksdb.EmbeddedRocksDBStateBackend());
     Map<String, Backfill.User> read = new HashMap<>();
     for (Backfill.User u : collect(reader.readKeyedState(uid, new Backfill.Read(), Types.STRING,
         TypeInformation.of(Backfill.User.class)))) {
