@@ -26,13 +26,12 @@ import yaml
 
 from operators.catalogue import load_catalogue
 from operators.evaluator import Evaluator
-from operators.events import InvalidEvent, parse_record
 from operators.rules import load_rules
 from segstream.config import PROJECT_ROOT
 from segstream.kafka_admin import read_topic
 from segstream.produce import Record, TrafficSpec, generate, produce_records
 from segstream.testing import FAST_JVM, TopicWatcher, input_events, write_config
-from tests.integration.test_upgrade import run_until_evaluated
+from tests.integration.test_upgrade import produce_part, run_until_evaluated
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -75,12 +74,7 @@ def test_backfill_after_a_catalogue_change(job_config, tmp_path):
     try:
         savepoint = None
         for index, (part, env) in enumerate(zip(parts, envs, strict=True)):
-            produce_records(bootstrap, topics.events, part, progress=False)
-            for record in part:
-                try:
-                    part_of[parse_record(record.value).event_id] = index
-                except InvalidEvent:
-                    pass
+            produce_part(bootstrap, topics.events, part, index, part_of)
             savepoint = run_until_evaluated(config_path, tmp_path, f"part{index + 1}", watcher, set(part_of), env,
                                             savepoint)
             if index == 0:
