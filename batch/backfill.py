@@ -31,7 +31,7 @@ class BackfillOptions:
     savepoint: str
     stats_file: Path
     out: str
-    parallelism: int = 2
+    parallelism: int = 1  # docs/batch.md 6: parallel writers stalled
     progress_interval_s: float = 5.0
     # No new user rebuilt for this long (after the first): the run is stalled, stopped and run again.
     stall_timeout_s: float = 60.0

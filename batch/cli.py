@@ -150,7 +150,8 @@ def backfill(
     stats: Path = typer.Option(..., help="The new stat catalogue (conf/stats.yaml's format)."),
     out: str = typer.Option(..., help="Directory for the new savepoint; restart the job from it with "
                                       "--stats' catalogue."),
-    parallelism: int = typer.Option(2, help="Parallel readers, rebuilders and writers of the backfill job."),
+    parallelism: int = typer.Option(1, help="Parallel readers, rebuilders and writers of the backfill job "
+                                            "(above 1 it stalled at 6,700 users here: docs/batch.md 6)."),
 ):
     """Rebuild a savepoint's user state under a new catalogue from the Bigtable history (docs/batch.md)."""
     from batch.backfill import BackfillOptions, run

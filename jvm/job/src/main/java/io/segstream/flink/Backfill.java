@@ -294,7 +294,7 @@ public final class Backfill {
     // The job's backend (segstream backfill passes flink.state_backend); savepoints are in Flink's
     // canonical format, so either restores into either (BackfillStateTest).
     StateBackend backend = backend(a.getOrDefault("state-backend", "rocksdb"));
-    int parallelism = Integer.parseInt(a.getOrDefault("parallelism", "2"));
+    int parallelism = Integer.parseInt(a.getOrDefault("parallelism", "1"));
     long interval = (long) (Double.parseDouble(a.getOrDefault("progress-interval-s", "5")) * 1000);
     PrintStream err = System.err;
     long start = System.nanoTime();
