@@ -142,3 +142,31 @@ def rules_try(
         answer = dry_run(new_rules, catalogue, result.lines("profiles"), examples)
     json.dump(answer, sys.stdout, indent=2, ensure_ascii=False)
     print()
+
+
+@one_line_errors
+def backfill(
+    savepoint: str = typer.Option(..., help="Savepoint of the stopped job (`segstream job stop`)."),
+    stats: Path = typer.Option(..., help="The new stat catalogue (conf/stats.yaml's format)."),
+    out: str = typer.Option(..., help="Directory for the new savepoint; restart the job from it with "
+                                      "--stats' catalogue."),
+    parallelism: int = typer.Option(1, help="Parallel readers, rebuilders and writers of the backfill job "
+                                            "(above 1 it stalled at 6,700 users here: docs/batch.md 6)."),
+):
+    """Rebuild a savepoint's user state under a new catalogue from the Bigtable history (docs/batch.md)."""
+    from batch.backfill import BackfillOptions, run
+
+    s = load_settings()
+    if not stats.is_file():
+        raise StackError(f"no catalogue at {stats}")
+    _probe(s)
+    summary = run(s, BackfillOptions(savepoint=savepoint, stats_file=stats, out=out, parallelism=parallelism,
+                                     progress_interval_s=s.batch.progress_interval_s,
+                                     stall_timeout_s=s.batch.backfill_stall_timeout_s))
+    o = summary["outcomes"]
+    rate = summary["users"] / summary["seconds"] if summary["seconds"] else 0.0
+    print(f"backfilled {summary['users']:,} users from {summary['rows']:,} history rows in {summary['seconds']:.1f} s "
+          f"({rate:,.0f} users/s): {o['rebuilt']} rebuilt, {o['partial']} partial (history past retention or "
+          f"with holes), {o['no_history']} without history, {o['unchanged']} unchanged, {o['expired']} expired",
+          file=sys.stderr)
+    print(json.dumps(summary))

@@ -20,5 +20,8 @@ class BatchConfig(BaseModel):
     # "--project=p", "--region=r", "--temp_location=gs://b/tmp", "--setup_file=./setup.py"]: docs/batch.md,
     # "Production runners" (untested here).
     pipeline_options: list[str] = []
+    # `segstream backfill`: no user rebuilt for this long (after the first) means the run is stalled
+    # (docs/batch.md 6, limits); it is stopped and run again. Must exceed the final savepoint write.
+    backfill_stall_timeout_s: float = Field(default=60.0, gt=0)
     # Where `segstream recompute` writes its files unless --out says otherwise.
     out_dir: str = ".segstream/recompute"

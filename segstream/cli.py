@@ -36,6 +36,7 @@ app.add_typer(tenant_app, name="tenant")
 # The batch layer (batch/, docs/batch.md): recompute, explain, rules try.
 app.command("recompute")(batch_cli.recompute)
 app.command("explain")(batch_cli.explain)
+app.command("backfill")(batch_cli.backfill)
 app.add_typer(batch_cli.rules_app, name="rules")
 console = Console()
 

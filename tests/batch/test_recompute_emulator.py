@@ -21,6 +21,7 @@ from batch.explain import dry_run, explain, read_user
 from batch.history import Reader, prefix_ranges, probe
 from batch.rulelog import RuleHistory
 from operators.rules import compile_rule
+from segstream.config import PROJECT_ROOT
 from segstream.testing import free_port
 from sinks.bigtable import BigtableUnavailable, mutations, point_at_instance
 from sinks.bigtable.config import BigtableConfig
@@ -158,4 +159,10 @@ def test_an_unreachable_bigtable_is_a_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "segstream.cli", "recompute", "--out", str(tmp_path)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1 and "did not answer" in done.stderr, done.stderr
+    # segstream backfill probes first too (before any JVM starts).
+    done = subprocess.run([sys.executable, "-m", "segstream.cli", "backfill", "--savepoint", str(tmp_path / "sp"),
+                           "--stats", str(PROJECT_ROOT / "conf" / "stats.yaml"), "--out", str(tmp_path / "new")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "did not answer" in done.stderr, done.stderr

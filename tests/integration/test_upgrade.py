@@ -62,6 +62,16 @@ def write_v2_conf(tmp_path: Path) -> tuple[Path, Path]:
     return stats_file, rules_file
 
 
+def produce_part(bootstrap: str, topic: str, part: list, index: int, part_of: dict[str, int]) -> None:
+    """Produce one part of the traffic; note the part of each valid event id in `part_of`."""
+    produce_records(bootstrap, topic, part, progress=False)
+    for record in part:
+        try:
+            part_of[parse_record(record.value).event_id] = index
+        except InvalidEvent:
+            pass
+
+
 def run_until_evaluated(config_path: Path, workdir: Path, name: str, watcher: TopicWatcher, wanted: set[str],
                         env: dict[str, str], savepoint: str | None = None, timeout: float = 300) -> str:
     """Start the job (unbounded), wait until every id in `wanted` is evaluated, stop it with a
@@ -101,12 +111,7 @@ def test_upgrade_and_rescale_through_savepoints(job_config, tmp_path):
     savepoint = None
     try:
         for index, (part, (name, env)) in enumerate(zip(parts, versions, strict=True)):
-            produce_records(bootstrap, topics.events, part, progress=False)
-            for record in part:
-                try:
-                    part_of[parse_record(record.value).event_id] = index
-                except InvalidEvent:
-                    pass
+            produce_part(bootstrap, topics.events, part, index, part_of)
             savepoint = run_until_evaluated(config_path, tmp_path, name, watcher, set(part_of), env, savepoint)
     finally:
         watcher.close()
