@@ -36,7 +36,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
-from pyflink.common import Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
@@ -50,14 +49,8 @@ from segstream.windows import definitions, definitions_json  # noqa: E402
 JOB_NAME = "segstream-user-stats"
 PIPELINE = "io.segstream.flink.Pipeline"
 
-_BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
-REPLY_HEADER = "segstream-reply"
-# = io.segstream.flink.Outputs.EVENT_RECORD_TYPE: the events source rows, with the reply topic.
-EVENT_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "reply_to"],
-                                    [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES])
-EVENT_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "
-               f"record_headers['{REPLY_HEADER}'] AS reply_to FROM events_source")
+REPLY_HEADER = kafka_tables.REPLY_HEADER
 
 
 def catalogue_json(settings: Settings) -> str:
@@ -78,14 +71,16 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     topics = settings.kafka.topics
     kafka_tables.create_tables(t_env, settings, bounded)
 
-    events = t_env.to_append_stream(t_env.sql_query(EVENT_QUERY), EVENT_RECORD_TYPE)
+    events = kafka_tables.event_stream(t_env, "events_source")
     rules = kafka_tables.record_stream(t_env, "rules_source")
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
+    kafka_tables.require_log_append_time(settings)
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
                                           catalogue_json(settings), rules_json(settings), mirror,
-                                          json.dumps(dataclasses.asdict(settings.rule_limits)))
+                                          json.dumps(dataclasses.asdict(settings.rule_limits)),
+                                          kafka_tables.event_time_json(settings))
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too
         b = settings.bigtable
         pipeline.attachBigtableSink(b.project, b.instance, b.events_table, b.profiles_table, b.hash_prefix_hex,

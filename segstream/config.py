@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from batch.config import BatchConfig  # the batch layer owns its section
+from operators.event_time import EventsConfig  # the event contract's section (event time, docs/events.md)
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
 from segstream.windows import AlertsConfig, WindowsConfig  # the window job's sections, composed likewise
 from serving.config import ServingConfig  # the tracking front owns its section
@@ -135,6 +136,7 @@ class Settings(BaseSettings):
     serving: ServingConfig = ServingConfig()
     rule_limits: RuleLimits = RuleLimits()
     batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
+    events: EventsConfig = EventsConfig()  # the event contract: max_future_skew_ms (docs/events.md)
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

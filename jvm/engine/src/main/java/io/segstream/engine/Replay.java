@@ -23,6 +23,8 @@ import java.util.Map;
  *      {"event": "raw record value"}           or {"event_b64": "..."} for arbitrary bytes
  *      {"rule_change": {"key": "...", "value": "rule json" or null}}
  *      {"timer": {"tenant": "...", "user_id": "...", "now": 123}}
+ *      {"max_future_skew_ms": 60000}           events.max_future_skew_ms for the events after it
+ *      an event line may carry "append_time": ms, the record's append time its ts is judged against
  * out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
  *      {"duplicate": {...}}                    a retried event_id: the receipt it is answered with
  * </pre>
@@ -50,6 +52,7 @@ public final class Replay {
   private RuleSet rules;
   private Evaluator evaluator;
   private final Map<String, byte[]> states = new HashMap<>();
+  private long maxFutureSkewMs = Events.DEFAULT_MAX_FUTURE_SKEW_MS;
   private final PrintStream out;
 
   Replay(PrintStream out) {
@@ -73,6 +76,8 @@ public final class Replay {
       JsonNode c = cmd.get("catalogue");
       catalogue = c.isTextual() ? Catalogue.parseJson(c.asText()) : Catalogue.parse(c);
       evaluator = null;
+    } else if (cmd.has("max_future_skew_ms")) {
+      maxFutureSkewMs = cmd.get("max_future_skew_ms").asLong();
     } else if (cmd.has("rules")) {
       initialRules = cmd.get("rules");
       evaluator = null;
@@ -82,6 +87,7 @@ public final class Replay {
       Event event;
       try {
         event = Events.parse(raw);
+        if (cmd.has("append_time")) Events.checkFutureSkew(event, cmd.get("append_time").asLong(), maxFutureSkewMs);
       } catch (InvalidEvent e) {
         emit("dead_letter", e.reason());
         return;

@@ -33,12 +33,13 @@ public final class Outputs {
       new String[] {"record_key", "record_value", "record_partition", "record_offset"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG);
 
-  /** The events source rows: {@link #RECORD_TYPE} and reply_to BYTES (the record's
-   * {@code segstream-reply} header, naming the serving front's reply topic; null without it). */
+  /** The events source rows: {@link #RECORD_TYPE}, reply_to BYTES (the record's
+   * {@code segstream-reply} header, naming the serving front's reply topic; null without it) and
+   * record_time TIMESTAMP_LTZ(3) (the record timestamp: the broker's append time, LogAppendTime). */
   public static final TypeInformation<Row> EVENT_RECORD_TYPE = Types.ROW_NAMED(
-      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to"},
+      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to", "record_time"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
-      Types.PRIMITIVE_ARRAY(Types.BYTE));
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INSTANT);
   /** (topic STRING, k STRING = event_id, v STRING = evaluation JSON): an answer for a serving front. */
   public static final TypeInformation<Row> REPLY_TYPE =
       Types.ROW_NAMED(new String[] {"topic", "k", "v"}, Types.STRING, Types.STRING, Types.STRING);

@@ -19,7 +19,11 @@ import org.apache.flink.util.Collector;
  *
  * <p>Input: {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
  * record_offset), or {@link Outputs#EVENT_RECORD_TYPE} rows with a fifth column reply_to (the
- * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}.
+ * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}, and
+ * a sixth, record_time: the record's timestamp, which on the events topic (LogAppendTime) is the
+ * broker's append time. An event whose ts is more than {@code maxFutureSkewMs} after it is a dead
+ * letter ({@link Events#checkFutureSkew}, operators/event_time.py): it never reaches the watermark
+ * assigner that follows this operator ({@link EventTime}). Rows without it are not judged.
  * Output: {@link Outputs#PARSED_EVENT_TYPE}; with window definitions also
  * {@link WindowPipeline#INPUTS}. Metric: {@code deadLetters}.
  */
@@ -29,6 +33,8 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   public static final String TOMBSTONE = "record has no value (a tombstone)";
 
   private final String topic;
+  /** events.max_future_skew_ms. */
+  private final long maxFutureSkewMs;
   /** The window definitions' extractor, or null: the job computes no windows. */
   private WindowInputs windows;
   private transient Counter deadLetters;
@@ -44,8 +50,14 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
    *     window definition that counts it: the windows branch reuses this parse (docs/windows.md)
    */
   public ParseEvents(String topic, WindowInputs windows) {
+    this(topic, windows, Events.DEFAULT_MAX_FUTURE_SKEW_MS);
+  }
+
+  /** @param maxFutureSkewMs events.max_future_skew_ms: how far ts may be after the record's append time */
+  public ParseEvents(String topic, WindowInputs windows, long maxFutureSkewMs) {
     this.topic = topic;
     this.windows = windows;
+    this.maxFutureSkewMs = maxFutureSkewMs;
   }
 
   /** From now on, also emit {@link WindowPipeline#INPUTS} ({@link Pipeline#attachWindows},
@@ -76,8 +88,12 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
         reason = TOMBSTONE;
       } else {
         event = Events.parse(raw);
-        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset,
-            replyTo(row)));
+        Long appended = appendTime(row);
+        if (appended != null) Events.checkFutureSkew(event, appended, maxFutureSkewMs);
+        ParsedEvent parsed = new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, raw, partition, offset,
+            replyTo(row));
+        parsed.ts = event.ts();
+        out.collect(parsed);
         reason = null;
       }
     } catch (InvalidEvent e) {
@@ -87,12 +103,21 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
     }
     if (reason == null) {
       // Outside the try: the event has gone on to the evaluator, it is no dead letter whatever happens here.
-      if (windows != null) windows.extract(event, in -> ctx.output(WindowPipeline.INPUTS, in));
+      if (windows != null) windows.extractOrTick(event, partition, in -> ctx.output(WindowPipeline.INPUTS, in));
       return;
     }
     if (deadLetters != null) deadLetters.inc();
     ctx.output(Outputs.DEAD_LETTERS,
         Row.of(DeadLetters.key(key), DeadLetters.value(raw, reason, topic, partition, offset, key)));
+  }
+
+  /** The record_time of an {@link Outputs#EVENT_RECORD_TYPE} row (its sixth column, epoch ms), if any. */
+  public static Long appendTime(Row row) {
+    if (row.getArity() < 6) return null;
+    Object t = row.getField(5);
+    if (t instanceof java.time.Instant i) return i.toEpochMilli();
+    if (t instanceof Number n) return n.longValue();
+    return null;
   }
 
   /** The reply topic of an {@link Outputs#EVENT_RECORD_TYPE} row: its fifth column as UTF-8, if any. */

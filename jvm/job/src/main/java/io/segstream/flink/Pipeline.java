@@ -28,6 +28,10 @@ public final class Pipeline {
   public static final String BIGTABLE_SINK_UID = "bigtable-sink";
   public static final String REPLY_TOPICS_UID = "reply-topics";
   public static final String REPLY_SINK_UID = "reply-sink";
+  /** The watermark assigner after parse-validate ({@link EventTime}; stateless). */
+  public static final String EVENT_TIME_UID = "event-time";
+  /** The rules input's: idle for good ({@link EventTime#never}; stateless). */
+  public static final String RULES_TIME_UID = "rules-event-time";
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
@@ -36,11 +40,17 @@ public final class Pipeline {
   private WindowPipeline windows;
   private final boolean mirror;
   private final String eventsTopic;
+  /** flink.watermark_out_of_orderness_ms and flink.watermark_idleness_ms, for the window branch. */
+  private final long outOfOrdernessMs;
+  private final long idlenessMs;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
   private Pipeline(ParseEvents parse, SingleOutputStreamOperator<ParsedEvent> parsed,
-      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic) {
+      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic, long outOfOrdernessMs,
+      long idlenessMs) {
+    this.outOfOrdernessMs = outOfOrdernessMs;
+    this.idlenessMs = idlenessMs;
     this.parse = parse;
     this.parsed = parsed;
     this.evaluations = evaluations;
@@ -54,20 +64,41 @@ public final class Pipeline {
     return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror, "");
   }
 
-  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments. */
+  /** See {@link EvaluateUsers#EvaluateUsers} for the arguments; the default event time (5 s out of
+   * order, 10 s idleness, 60 s future skew). */
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson) {
-    ParseEvents parse = new ParseEvents(eventsTopic);
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror,
+        ruleLimitsJson, "");
+  }
+
+  /**
+   * See {@link EvaluateUsers#EvaluateUsers} for the arguments.
+   *
+   * @param eventTimeJson {@code {"max_future_skew_ms", "out_of_orderness_ms", "idleness_ms"}}
+   *     (events.max_future_skew_ms, flink.watermark_out_of_orderness_ms, flink.watermark_idleness_ms;
+   *     a missing key or "": the default). Watermarks come from {@link EventTime} after
+   *     parse-validate, never from the sources.
+   */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
+      String eventTimeJson) {
+    EventTimeOptions time = EventTimeOptions.fromJson(eventTimeJson);
+    ParseEvents parse = new ParseEvents(eventsTopic, null, time.maxFutureSkewMs());
     SingleOutputStreamOperator<ParsedEvent> parsed = eventRecords
         .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
+        .assignTimestampsAndWatermarks(EventTime.ofEvents(time.outOfOrdernessMs(), time.idlenessMs()))
+        .name("event-time").uid(EVENT_TIME_UID)
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
-        .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
+        .connect(ruleRecords
+            .assignTimestampsAndWatermarks(EventTime.<Row>never()).name("rules-event-time").uid(RULES_TIME_UID)
+            .broadcast(Outputs.RULE_CHANGES))
         .process(new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror, ruleLimitsJson),
             Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic);
+    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic, time.outOfOrdernessMs(), time.idlenessMs());
   }
 
   /**
@@ -81,7 +112,9 @@ public final class Pipeline {
   public WindowPipeline attachWindows(String specsJson) {
     if (windows != null) throw new IllegalStateException("the windows are attached already");
     parse.emitWindowInputs(new WindowInputs(specsJson));
-    windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), specsJson);
+    windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS)
+        .assignTimestampsAndWatermarks(EventTime.ofWindowInputs(outOfOrdernessMs, idlenessMs))
+        .name("windows-event-time").uid(WindowPipeline.EVENT_TIME_UID), specsJson);
     return windows;
   }
 
