@@ -52,7 +52,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from operators.catalogue import load_catalogue
 from operators.evaluator import TIMER_SLOTS
-from operators.events import Event, InvalidEvent, parse_record
+from operators.event_time import DEFAULT_MAX_FUTURE_SKEW_MS, parse_appended
+from operators.events import Event, InvalidEvent
 from segstream import reference
 from segstream.checkpoints import completed_checkpoints, latest_checkpoint
 from segstream.cluster import Cluster
@@ -146,15 +147,23 @@ def run_job(config_path: Path, *args: str, timeout: float = 600,
 # --- the job's outputs, read back and checked against the input read back from Kafka -------------
 
 
-def events_by_user(messages: Iterable[Message | Record]) -> tuple[dict[tuple[str, str], list[Event]], list]:
+def append_time(m: Message | Record) -> int | None:
+    """The broker's append time of a record read back from the events topic (LogAppendTime), which
+    the job judges ts against (operators/event_time.py); None for a record not produced yet."""
+    return m.timestamp if isinstance(m, Message) else None
+
+
+def events_by_user(messages: Iterable[Message | Record], max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+                   ) -> tuple[dict[tuple[str, str], list[Event]], list]:
     """Valid events per user in partition order (the order the job sees them), and the invalid records
-    (topic messages, or records about to be produced)."""
+    (topic messages, or records about to be produced; messages are judged against their append time
+    as the job judges them)."""
     per_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
     invalid = []
     for m in messages:
         assert m.value is not None  # events always have a value
         try:
-            event = parse_record(m.value)
+            event = parse_appended(m.value, append_time(m), max_future_skew_ms)
         except InvalidEvent:
             invalid.append(m)
             continue
@@ -212,7 +221,7 @@ def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, d
     per_user: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
     for m in inputs:
         try:
-            event = parse_record(m.value)
+            event = parse_appended(m.value, m.timestamp, settings.events.max_future_skew_ms)
         except InvalidEvent:
             continue
         assert m.value is not None  # parse_record refuses tombstones
@@ -716,7 +725,7 @@ def due_expirations(settings: Settings, messages: list[Message], lives: dict[tup
     greatest: dict[int, int] = {}
     for m in messages:
         try:
-            ts = parse_record(value_of(m)).ts
+            ts = parse_appended(value_of(m), m.timestamp, settings.events.max_future_skew_ms).ts
         except InvalidEvent:
             continue
         greatest[m.partition] = max(greatest.get(m.partition, ts), ts)

@@ -33,7 +33,8 @@ import org.apache.flink.util.clock.RelativeClock;
  * back-pressured) drops out, as {@code table.exec.source.idle-timeout} made it drop out of the
  * source's watermark; it is back with its next event. Partitions not yet seen: for the first
  * {@code idlenessMs} no watermark is emitted at all (the source's splits likewise held theirs back
- * until they went idle), so that the first batch of a backlog cannot run ahead of the others.
+ * until they went idle), so that the first batch of a backlog cannot run ahead of the others; the
+ * first one then takes every partition seen, idle or not.
  * All partitions idle: the output is marked idle and the watermark stays where it was.
  *
  * <p>The rules input of the evaluator has no event time: {@link #never()} marks it idle for good,
@@ -102,6 +103,8 @@ public final class EventTime<T> implements WatermarkStrategy<T> {
     /** Partition (null: a record without one) -> {greatest ts, clock time of its last event}. */
     private final Map<Integer, long[]> partitions = new HashMap<>();
     private boolean idle;
+    /** Whether the first watermark, at the end of the first idlenessMs, has been emitted. */
+    private boolean firstEmitted;
 
     PartitionWatermarks(Extractor<T> extractor, long outOfOrdernessMs, long idlenessMs, RelativeClock clock) {
       this.extractor = extractor;
@@ -124,8 +127,12 @@ public final class EventTime<T> implements WatermarkStrategy<T> {
       if (now - started < idlenessMs) return; // partitions not seen yet may still come
       long lowest = Long.MAX_VALUE;
       for (long[] p : partitions.values()) {
-        if (now - p[1] < idlenessMs) lowest = Math.min(lowest, p[0]);
+        // The first watermark takes every partition seen: a backlog read within the first
+        // idlenessMs has gone idle by then, and the source's watermark had reached its lowest
+        // partition while reading it.
+        if (!firstEmitted || now - p[1] < idlenessMs) lowest = Math.min(lowest, p[0]);
       }
+      firstEmitted = true;
       if (lowest == Long.MAX_VALUE) {
         if (!idle) output.markIdle();
         idle = true;

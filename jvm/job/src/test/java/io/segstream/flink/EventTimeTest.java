@@ -94,6 +94,16 @@ class EventTimeTest {
   }
 
   @Test
+  void aBacklogReadWithinTheFirstIdlenessStillGivesItsWatermark() {
+    on(0, 30_000);
+    on(1, 20_000);
+    clock.now = 5 * IDLE;  // both long idle at the first emit
+    gen.onPeriodicEmit(out);
+    gen.onPeriodicEmit(out);
+    assertEquals(List.of(20_000 - BOUND - 1, "idle"), out.said);
+  }
+
+  @Test
   void anIdlePartitionDropsOutAndComesBackWithItsNextEvent() {
     clock.now = IDLE;
     on(0, 10_000);
