@@ -52,11 +52,11 @@ def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0,
     kept = [ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
         ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in per_topic[name].items()])
         for name in plan if name in existing and per_topic.get(name)]
-    for name, future in (admin.incremental_alter_configs(kept) if kept else {}).items():
+    for resource, altered in (admin.incremental_alter_configs(kept) if kept else {}).items():
         try:
-            future.result(timeout)
+            altered.result(timeout)
         except KafkaException as exc:
-            raise StackError(f"could not set the configs of topic {name}: {exc}") from None
+            raise StackError(f"could not set the configs of topic {resource.name}: {exc}") from None
     wanted = [NewTopic(name, partitions, replication_factor, config={**(configs or {}), **per_topic.get(name, {})})
               for name, partitions in plan.items() if name not in existing]
     for name, future in (admin.create_topics(wanted) if wanted else {}).items():

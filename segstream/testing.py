@@ -205,19 +205,24 @@ def assert_dead_letters_are(settings: Settings, invalid: list[Message]) -> list[
     return dead
 
 
-def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, dict]:
+def python_evaluations(settings: Settings, inputs: list[Message],
+                       rule_changes: Iterable[tuple[str, bytes | None]] = ()) -> dict[str, dict]:
     """The Python engine's evaluation (segstream/replay.py) of every valid event among `inputs`
     (the events topic read back: partition then offset order, each user's order in the job), with
     the catalogue and initial rules of `settings`, by event_id; no rule changes, no expiry timers
     (an expiry shows in the next evaluation of its user all the same). A retry the engine
     recognises (docs/semantics.md, "Retries") has none: the job writes no evaluation for it. The
     evaluations carry no `rules_version`: that depends on how rule records interleave with events
-    in the job."""
+    in the job. `rule_changes` (rule id, rule JSON or None): applied before every event (rule
+    records the job had applied before any of `inputs` came)."""
     from segstream.replay import python_replay
 
     catalogue = yaml.safe_load(settings.path(settings.stats_file).read_text())
     rules = yaml.safe_load(settings.path(settings.rules_file).read_text())["rules"]
     script = [msgspec.json.encode({"catalogue": catalogue}).decode(), msgspec.json.encode({"rules": rules}).decode()]
+    for rule_id, value in rule_changes:
+        script.append(msgspec.json.encode({"rule_change": {"key": rule_id, "value": value and value.decode()}})
+                      .decode())
     per_user: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
     for m in inputs:
         try:
@@ -237,10 +242,11 @@ def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, d
     return {event_id: x["evaluation"] for event_id, x in zip(order, expected, strict=True) if "evaluation" in x}
 
 
-def assert_evaluations_are_python(settings: Settings, inputs: list[Message], decoded: list[dict]) -> None:
+def assert_evaluations_are_python(settings: Settings, inputs: list[Message], decoded: list[dict],
+                                  rule_changes: Iterable[tuple[str, bytes | None]] = ()) -> None:
     """`decoded` (the evaluations topic, decoded) holds exactly one evaluation per valid event of
     `inputs`, each equal to the Python engine's apart from rules_version (python_evaluations)."""
-    expected = python_evaluations(settings, inputs)
+    expected = python_evaluations(settings, inputs, rule_changes)
     ids = [d["event_id"] for d in decoded]
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} events evaluated twice"
     assert set(ids) == set(expected), (f"{len(set(expected) - set(ids))} valid events not evaluated, "
