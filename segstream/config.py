@@ -45,8 +45,9 @@ class KafkaConfig(BaseModel):
     topics: Topics = Topics()
     events_partitions: int = 4
     # retention.ms of the topics segstream creates. Kafka deletes a segment once its newest record
-    # *timestamp* is older than this, and record timestamps here are event times: a replay or
-    # backfill of older history would be deleted within minutes. -1 keeps everything (the local
+    # *timestamp* is older than this; the events topic is on LogAppendTime (append times), but
+    # other topics may hold producers' or event times: a replay or backfill of older history there
+    # would be deleted within minutes. -1 keeps everything (the local
     # stack's default); in production set a policy longer than the oldest event time you accept.
     topic_retention_ms: int = -1
     # Replicas of each topic segstream creates (`stack up`, `stack provision`): 1 for the one-node
