@@ -15,7 +15,10 @@ import org.apache.flink.types.Row;
  * record_offset) of the events and rules source tables.
  *
  * <p>Operator uids are {@value #PARSE_UID}, {@value #EVALUATE_UID} and {@value #BIGTABLE_SINK_UID},
- * as in the former Python job, and never change (savepoints map state by uid). The window branch
+ * as in the former Python job, and never change (savepoints map state by uid). The watermark
+ * assigners after parse-validate ({@link EventTime}: {@value #EVENT_TIME_UID}, on the rules input
+ * {@value #RULES_TIME_UID}, on the window branch {@link WindowPipeline#EVENT_TIME_UID}) hold no
+ * state: a savepoint from before them restores (docs/operations.md). The window branch
  * ({@link #attachWindows}) adds {@link WindowPipeline#PREAGGREGATE_UID} and
  * {@link WindowPipeline#AGGREGATE_UID} (docs/windows.md). A savepoint of
  * that Python job does not restore into this one: its state has other names and a Row key, and
