@@ -32,7 +32,7 @@ import org.apache.flink.util.clock.RelativeClock;
  * for {@code idlenessMs} (of input activity: Flink's clock pauses while the input is
  * back-pressured) drops out, as {@code table.exec.source.idle-timeout} made it drop out of the
  * source's watermark; it is back with its next event. Partitions not yet seen: for the first
- * {@code idlenessMs} no watermark is emitted at all (the source's splits likewise held theirs back
+ * {@code idlenessMs} (at most {@value #MAX_START_WAIT_MS} ms) no watermark is emitted at all (the source's splits likewise held theirs back
  * until they went idle), so that the first batch of a backlog cannot run ahead of the others; the
  * first one then takes every partition seen, idle or not.
  * All partitions idle: the output is marked idle and the watermark stays where it was.
@@ -52,6 +52,11 @@ public final class EventTime<T> implements WatermarkStrategy<T> {
 
     Integer partition(T record);
   }
+
+  /** The longest a subtask waits at start for partitions it has not seen yet: the idleness, but
+   * not more than this (a test may set the idleness to minutes; the first fetch of a Kafka
+   * consumer brings every partition that has records). */
+  static final long MAX_START_WAIT_MS = 10_000;
 
   private final Extractor<T> extractor;
   private final long outOfOrdernessMs;
@@ -124,7 +129,7 @@ public final class EventTime<T> implements WatermarkStrategy<T> {
     @Override
     public void onPeriodicEmit(WatermarkOutput output) {
       long now = clock.relativeTimeMillis();
-      if (now - started < idlenessMs) return; // partitions not seen yet may still come
+      if (now - started < Math.min(idlenessMs, MAX_START_WAIT_MS)) return; // partitions not seen yet may come
       long lowest = Long.MAX_VALUE;
       for (long[] p : partitions.values()) {
         // The first watermark takes every partition seen: a backlog read within the first

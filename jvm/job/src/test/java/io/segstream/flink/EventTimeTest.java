@@ -94,6 +94,16 @@ class EventTimeTest {
   }
 
   @Test
+  void aLongIdlenessDoesNotHoldTheFirstWatermarkBackLongerThanTheStartWait() {
+    WatermarkGenerator<ParsedEvent> slow =
+        new EventTime.PartitionWatermarks<>(new EventTime.EventsExtractor(), BOUND, 600_000, clock);
+    slow.onEvent(event(0, 50_000), 50_000, out);
+    clock.now = EventTime.MAX_START_WAIT_MS;
+    slow.onPeriodicEmit(out);
+    assertEquals(List.of(50_000 - BOUND - 1), out.said);
+  }
+
+  @Test
   void aBacklogReadWithinTheFirstIdlenessStillGivesItsWatermark() {
     on(0, 30_000);
     on(1, 20_000);
