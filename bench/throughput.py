@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from segstream.config import PROJECT_ROOT, load_settings  # noqa: E402
 from segstream.job_process import JOB_SCRIPT  # noqa: E402
-from segstream.kafka_admin import end_offsets, ensure_topics, topic_configs, topic_plan  # noqa: E402
+from segstream.kafka_admin import end_offsets, ensure_topics, per_topic_configs, topic_configs, topic_plan  # noqa: E402
 from segstream.produce import Record, TrafficSpec, generate, produce_records  # noqa: E402
 from segstream.testing import wait_for  # noqa: E402
 
@@ -60,7 +60,8 @@ def _fresh_topics(bigtable: bool) -> dict[str, str]:
 def _settings(env: dict[str, str]):
     os.environ.update(env)
     settings = load_settings()
-    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings), configs=topic_configs(settings))
+    ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings), configs=topic_configs(settings),
+                  per_topic=per_topic_configs(settings))
     if settings.bigtable.enabled:
         from sinks.bigtable.schema import ensure_tables
 

@@ -37,11 +37,12 @@ def _specific_offsets(ends: dict[int, int]) -> str:
 def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
                bounded_ends: dict[int, int] | None) -> str:
     """A Kafka source table: raw key and value bytes plus the record's metadata (partition, offset,
-    timestamp, headers: a serving front names its reply topic in a header), with a watermark.
+    timestamp, headers: a serving front names its reply topic in a header).
 
-    Both sources need one: the evaluator's event-time timers fire on the lower watermark of its two
-    inputs. The rules topic is idle most of the time and then drops out of it
-    (`table.exec.source.idle-timeout`), so the events set the pace.
+    No watermark here: one declared in the DDL is computed in the source, before any check, so a
+    single record stamped in the far future moved its partition's watermark there (issue 14, item 3).
+    The job's watermarks come from io.segstream.flink.EventTime, after parse-validate has refused
+    such records (docs/security.md, "Event time you can trust"); the rules input has none.
     """
     kafka = settings.kafka
     options = {
@@ -61,19 +62,46 @@ def source_ddl(table: str, topic: str, settings: Settings, group_suffix: str,
         # The end offsets found when the job was built: a bounded run reads exactly what was there.
         options["scan.bounded.mode"] = "specific-offsets"
         options["scan.bounded.specific-offsets"] = _specific_offsets(bounded_ends)
-    lag_s = settings.flink.watermark_out_of_orderness_ms / 1000
-    # Producers set the record timestamp to the event time, so no Python timestamp assigner is needed.
-    watermark = f",\n  WATERMARK FOR record_ts AS record_ts - INTERVAL '{lag_s:.3f}' SECOND"
     return f"""CREATE TEMPORARY TABLE {table} (
   record_key BYTES,
   record_value BYTES,
   record_partition INT METADATA FROM 'partition' VIRTUAL,
   record_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   record_headers MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL,
-  record_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'{watermark}
+  record_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'
 ) WITH (
   {_with(options)}
 )"""
+
+
+def event_time_json(settings: Settings) -> str:
+    """io.segstream.flink.EventTimeOptions as JSON: events.max_future_skew_ms and the watermarks'."""
+    import json
+
+    return json.dumps({"max_future_skew_ms": settings.events.max_future_skew_ms,
+                       "out_of_orderness_ms": settings.flink.watermark_out_of_orderness_ms,
+                       "idleness_ms": settings.flink.watermark_idleness_ms})
+
+
+def require_log_append_time(settings: Settings) -> None:
+    """Refuse to build a job on an events topic stamped by its producers (CreateTime): the record
+    timestamp would be the producer's claim, and the future-skew check would judge ts against
+    itself. A topic whose config Kafka does not show (no DescribeConfigs permission) is taken with
+    a warning. `segstream stack provision` sets it (docs/operations.md)."""
+    import sys
+
+    from segstream.kafka_admin import timestamp_type
+
+    topic = settings.kafka.topics.events
+    kind = timestamp_type(settings.kafka.bootstrap_servers, topic)
+    if kind is None:
+        print(f"warning: could not read message.timestamp.type of topic {topic}; it must be LogAppendTime "
+              "(docs/operations.md)", file=sys.stderr)
+    elif kind != "LogAppendTime":
+        raise SystemExit(f"topic {topic} has message.timestamp.type={kind}: the job judges event times against "
+                         "the broker's append time, so it must be LogAppendTime. Run `segstream stack provision`, "
+                         f"or kafka-configs.sh --alter --entity-type topics --entity-name {topic} --add-config "
+                         "message.timestamp.type=LogAppendTime (docs/operations.md)")
 
 
 def sink_ddl(table: str, topic: str, settings: Settings, key_type: str, value_type: str,
@@ -153,6 +181,45 @@ def create_window_sinks(t_env: StreamTableEnvironment, settings: Settings) -> No
     for table, topic in (("aggregates_sink", topics.aggregates), ("alerts_sink", topics.alerts),
                          ("late_events_sink", topics.late_events)):
         t_env.execute_sql(sink_ddl(table, topic, settings, "STRING", "STRING", transactional=True))
+
+
+# The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
+REPLY_HEADER = "segstream-reply"
+
+
+def event_stream(t_env: StreamTableEnvironment, table: str, signed: bool = False) -> DataStream:
+    """An events source table's records as io.segstream.flink.Outputs.EVENT_RECORD_TYPE rows:
+    RECORD_COLUMNS, the reply topic (header) and the record timestamp, which on the events topic
+    (LogAppendTime) is the broker's append time, the clock parse-validate judges ts against. With
+    `signed`, a seventh column (Outputs.CONTROL_RECORD_TYPE): the segstream-signature header, which
+    marks a control record (an erase command, operators/erasure.py)."""
+    from pyflink.common import Types
+
+    from operators.ownership import HEADER
+
+    raw = Types.PRIMITIVE_ARRAY(Types.BYTE())
+    names = [*RECORD_COLUMNS, "reply_to", "record_time"]
+    types = [raw, raw, Types.INT(), Types.LONG(), raw, Types.INSTANT()]
+    query = (f"SELECT {', '.join(RECORD_COLUMNS)}, record_headers['{REPLY_HEADER}'] AS reply_to, "
+             "record_ts AS record_time")
+    if signed:
+        names.append("signature")
+        types.append(raw)
+        query += f", record_headers['{HEADER}'] AS signature"
+    return t_env.to_append_stream(t_env.sql_query(f"{query} FROM {table}"), Types.ROW_NAMED(names, types))
+
+
+def rule_stream(t_env: StreamTableEnvironment, table: str) -> DataStream:
+    """The rules source table's records as io.segstream.flink.Outputs.RULE_RECORD_TYPE rows:
+    RECORD_COLUMNS and the segstream-signature header (docs/security.md, "Rule ownership")."""
+    from pyflink.common import Types
+
+    from operators.ownership import HEADER
+
+    raw = Types.PRIMITIVE_ARRAY(Types.BYTE())
+    row_type = Types.ROW_NAMED([*RECORD_COLUMNS, "signature"], [raw, raw, Types.INT(), Types.LONG(), raw])
+    query = f"SELECT {', '.join(RECORD_COLUMNS)}, record_headers['{HEADER}'] AS signature FROM {table}"
+    return t_env.to_append_stream(t_env.sql_query(query), row_type)
 
 
 def record_stream(t_env: StreamTableEnvironment, table: str) -> DataStream:

@@ -36,7 +36,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml  # noqa: E402
-from pyflink.common import Types  # noqa: E402
 from pyflink.datastream import StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import StreamTableEnvironment  # noqa: E402
 
@@ -51,21 +50,8 @@ from segstream.windows import definitions, definitions_json  # noqa: E402
 JOB_NAME = "segstream-user-stats"
 PIPELINE = "io.segstream.flink.Pipeline"
 
-_BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 # The header in which a serving front names its reply topic (serving/front.py REPLY_HEADER).
-REPLY_HEADER = "segstream-reply"
-# = io.segstream.flink.Outputs.CONTROL_RECORD_TYPE: the events source rows, with the reply topic and
-# the signature that marks a control record (an erase command, operators/erasure.py).
-EVENT_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "reply_to",
-                                     "signature"], [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES, _BYTES])
-EVENT_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "
-               f"record_headers['{REPLY_HEADER}'] AS reply_to, "
-               f"record_headers['{ownership.HEADER}'] AS signature FROM events_source")
-# = Outputs.RULE_RECORD_TYPE: rule records with their signature (docs/security.md, "Rule ownership").
-RULE_RECORD_TYPE = Types.ROW_NAMED(["record_key", "record_value", "record_partition", "record_offset", "signature"],
-                                   [_BYTES, _BYTES, Types.INT(), Types.LONG(), _BYTES])
-RULE_QUERY = ("SELECT record_key, record_value, record_partition, record_offset, "
-              f"record_headers['{ownership.HEADER}'] AS signature FROM rules_source")
+REPLY_HEADER = kafka_tables.REPLY_HEADER
 
 
 def catalogue_json(settings: Settings) -> str:
@@ -86,16 +72,17 @@ def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settin
     topics = settings.kafka.topics
     kafka_tables.create_tables(t_env, settings, bounded)
 
-    events = t_env.to_append_stream(t_env.sql_query(EVENT_QUERY), EVENT_RECORD_TYPE)
-    rules = t_env.to_append_stream(t_env.sql_query(RULE_QUERY), RULE_RECORD_TYPE)
+    events = kafka_tables.event_stream(t_env, "events_source", signed=True)
+    rules = kafka_tables.rule_stream(t_env, "rules_source")
     keys = ownership.signing_keys(settings.ownership, PROJECT_ROOT)
     mirror = settings.bigtable.enabled
     # The catalogue and the initial rules are checked here, on the client (a Py4JJavaError names
     # the problem); the operators get them as JSON strings.
+    kafka_tables.require_log_append_time(settings)
     pipeline = java_class(PIPELINE).build(java_stream(events), java_stream(rules), topics.events, topics.rules,
                                           catalogue_json(settings), rules_json(settings), mirror,
                                           json.dumps(dataclasses.asdict(settings.rule_limits)), json.dumps(keys),
-                                          topics.erasures)
+                                          topics.erasures, kafka_tables.event_time_json(settings))
     if settings.pii.enabled:  # parse-validate redacts before anything else sees an event (docs/security.md)
         pipeline.redactPii(settings.pii.policy().to_json())
     if mirror:  # before deadLetters(): rows Bigtable cannot take are dead letters too

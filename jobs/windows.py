@@ -44,9 +44,13 @@ PIPELINE = "io.segstream.flink.windows.WindowPipeline"
 def build(env: StreamExecutionEnvironment, t_env: StreamTableEnvironment, settings: Settings,
           bounded: bool) -> None:
     kafka_tables.create_window_tables(t_env, settings, bounded)
-    events = kafka_tables.record_stream(t_env, "window_events_source")
+    # With the append time: the window job skips the events the main job dead-letters as too far in
+    # the future, and assigns watermarks after that (io.segstream.flink.EventTime), as the main job.
+    events = kafka_tables.event_stream(t_env, "window_events_source")
+    kafka_tables.require_log_append_time(settings)
     # The definitions are checked here, on the client (pydantic, then WindowSpec.parseAll).
-    pipeline = java_class(PIPELINE).build(java_stream(events), definitions_json(definitions(settings)))
+    pipeline = java_class(PIPELINE).build(java_stream(events), definitions_json(definitions(settings)),
+                                          kafka_tables.event_time_json(settings))
     insert_streams(t_env, window_sinks(pipeline))
 
 

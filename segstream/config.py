@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from batch.config import BatchConfig  # the batch layer owns its section
+from operators.event_time import EventsConfig  # the event contract's section (event time, docs/events.md)
 from operators.ownership import OwnershipConfig  # signing keys of rule records and erase commands
 from operators.pii import PiiConfig  # the PII policy's section (docs/security.md, item 6)
 from operators.rule_limits import RuleLimits  # the rules' section (docs/security.md)
@@ -48,8 +49,9 @@ class KafkaConfig(BaseModel):
     topics: Topics = Topics()
     events_partitions: int = 4
     # retention.ms of the topics segstream creates. Kafka deletes a segment once its newest record
-    # *timestamp* is older than this, and record timestamps here are event times: a replay or
-    # backfill of older history would be deleted within minutes. -1 keeps everything (the local
+    # *timestamp* is older than this; the events topic is on LogAppendTime (append times), but
+    # other topics may hold producers' or event times: a replay or backfill of older history there
+    # would be deleted within minutes. -1 keeps everything (the local
     # stack's default); in production set a policy longer than the oldest event time you accept.
     topic_retention_ms: int = -1
     # Replicas of each topic segstream creates (`stack up`, `stack provision`): 1 for the one-node
@@ -141,6 +143,7 @@ class Settings(BaseSettings):
     ownership: OwnershipConfig = OwnershipConfig()  # docs/security.md, "Rule ownership"
     batch: BatchConfig = BatchConfig()  # the batch layer (batch/, docs/batch.md)
     pii: PiiConfig = PiiConfig()  # per-tenant drop / hash / keep of event values at ingest
+    events: EventsConfig = EventsConfig()  # the event contract: max_future_skew_ms (docs/events.md)
     stats_file: str = "conf/stats.yaml"
     rules_file: str = "conf/rules.yaml"
     # Bounded runs stop at the end offsets found when the job starts (demo, tests, benchmarks).

@@ -77,6 +77,25 @@ class FlinkRest:
     def taskmanagers(self) -> list[dict]:
         return self._call("GET", "/taskmanagers").get("taskmanagers", [])
 
+    def taskmanager_metrics(self, tm_id: str, names: list[str] | None = None) -> dict[str, float]:
+        """A TaskManager's metrics (all of them, or `names`) as the REST API last fetched them
+        (metrics.fetcher.update-interval): name -> value."""
+        if names is None:
+            names = [m["id"] for m in self._call("GET", f"/taskmanagers/{tm_id}/metrics")]
+        found = self._call("GET", f"/taskmanagers/{tm_id}/metrics?get={','.join(names)}") if names else []
+        return {m["id"]: float(m["value"]) for m in found}
+
+    def operator_metric(self, job_id: str, vertex_name: str, suffix: str) -> float | None:
+        """The greatest value over the subtasks of the metric ending in `suffix` of the job vertex
+        whose name contains `vertex_name` (an operator's metrics are named after it), or None while
+        it is not reported yet."""
+        vertex = next(v for v in self.job(job_id)["vertices"] if vertex_name in v["name"])
+        path = f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics"
+        names = [m["id"] for m in self._call("GET", path) if m["id"].endswith(suffix)]
+        if not names:
+            return None
+        return max(float(m["max"]) for m in self._call("GET", f"{path}?get={','.join(names)}&agg=max"))
+
     def _await_savepoint(self, job_id: str, trigger: str, timeout: float) -> str:
         def done():
             status = self._call("GET", f"/jobs/{job_id}/savepoints/{trigger}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -294,6 +295,50 @@ def _odd_valid(rng: random.Random, i: int) -> bytes:
                                      "f": 5e-324, "g": None, "h": True}})
 
 
+# --- event time and hostile names (issue 14, item 3 and the hostile-input suite) ------------------------
+
+DAY_MS = 86_400_000
+# Far-future timestamps are judged against the broker's append time (operators/event_time.py), which is
+# the wall clock when the record is produced: a day ahead of the generation clock at least, so that
+# however long producing takes, the record is refused.
+FUTURE_REASON = (r"ts is \d+ ms after the record's append time \d+, over the \d+ ms allowed "
+                 r"\(events.max_future_skew_ms\)")
+
+
+def _far_future(rng: random.Random, i: int) -> bytes:
+    now = int(time.time() * 1000)
+    ts = rng.choice([MAX_TS, now + rng.randint(DAY_MS, 365 * DAY_MS), now + rng.randint(DAY_MS, MAX_TS - now)])
+    return _json(_good(i, ts=ts, user_id=f"hf{i}"))
+
+
+def _far_past(rng: random.Random, i: int) -> bytes:
+    """Valid: a watermark only moves forward, so an old ts is evaluated (and is late for its windows)."""
+    ts = rng.choice([0, 1, rng.randint(0, 10**12), 1_000_000_000_000 + rng.randint(0, 10**11)])
+    return _json(_good(i, ts=ts, user_id=f"hp{i}"))
+
+
+# Tenant and user-id prefixes an attacker would try: path and key separators, NUL, bidi and
+# zero-width characters, quotes, format strings, what looks like our own row-key and state-key syntax.
+HOSTILE_NAMES = ["../", "..\\", "/", "\\", "\u0000", "\u202e", "\u200b", "\ufeff", "'; DROP TABLE t; --", "%s%n%x",
+                 "{{7*7}}", "${jndi:ldap://x}", "_", "#", ":", "1:", "0:x", "default", " ", "\t\n", "😀", "漢字",
+                 "\ud7ff", "é" * 100, "x" * 200]
+
+
+def hostile_tenant(k: int) -> str:
+    """The k-th hostile tenant name: a hostile prefix and k (distinct for every k), within 256 bytes."""
+    return HOSTILE_NAMES[k % len(HOSTILE_NAMES)] + str(k)
+
+
+def _hostile_ids(rng: random.Random, i: int) -> bytes:
+    """Valid events of hostile tenants (HOSTILE_TENANTS of them, see tenant_rules) and user ids."""
+    tenant = hostile_tenant(rng.randrange(HOSTILE_TENANTS))
+    user = HOSTILE_NAMES[rng.randrange(len(HOSTILE_NAMES))] + f"u{i}"  # one event each: see odd_valid
+    return _json(_good(i, tenant=tenant, user_id=user, event_id=f"hid-{i}-" + HOSTILE_NAMES[i % len(HOSTILE_NAMES)]))
+
+
+HOSTILE_TENANTS = 64
+
+
 EVENT_CLASSES: list[HostileClass] = [
     HostileClass("tombstone", re.escape(TOMBSTONE), _keyed(_tombstone)),
     HostileClass("not_json", r"not UTF-8 JSON: (Input data was truncated|JSON is malformed: .* \(byte \d+\))|"
@@ -331,6 +376,11 @@ EVENT_CLASSES: list[HostileClass] = [
                  _keyed(_control)),
     HostileClass("giant", rf"record is \d+ bytes, over the {MAX_RECORD_BYTES} byte limit", _keyed(_giant)),
     HostileClass("odd_valid", None, _keyed(_odd_valid)),
+    # Refused only against the record's append time (operators/event_time.parse_appended); parse_record
+    # alone takes them (their ts is within the contract's range).
+    HostileClass("far_future", FUTURE_REASON, _keyed(_far_future)),
+    HostileClass("far_past", None, _keyed(_far_past)),
+    HostileClass("hostile_ids", None, _keyed(_hostile_ids)),
 ]
 EVENT_CLASS = {c.name: c for c in EVENT_CLASSES}
 
@@ -439,3 +489,13 @@ def hostile_rules(seed: int, per_class: int, ts: int) -> Iterator[HostileRecord]
             key, value = hostile.make(rng, n)
             yield HostileRecord(hostile.name, key, value, ts)
             n += 1
+
+
+def tenant_rules(tenants: int = HOSTILE_TENANTS) -> Iterator[HostileRecord]:
+    """One valid rule of its own for each of the first `tenants` hostile tenants (hostile_tenant):
+    accepted, each tenant then has a rule view of its own in the evaluator, a cache bounded by
+    rule_limits.max_cached_tenants (the hostile-input test reads its gauge)."""
+    for k in range(tenants):
+        rule = {"id": f"tenant-rule-{k}", "description": "a hostile tenant's own rule", "when": "events_total >= 2",
+                "tenant": hostile_tenant(k)}
+        yield HostileRecord("tenant_rule", f"tenant-rule-{k}".encode(), _json(rule), 0)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from segstream.config import Settings
 from segstream.errors import StackError
@@ -27,15 +27,37 @@ def topic_configs(settings: Settings) -> dict[str, str]:
     return {"retention.ms": str(settings.kafka.topic_retention_ms)}
 
 
+# The events topic's record timestamps are the broker's append times: the clock an event's ts is
+# judged against before it may move event time (operators/event_time.py, docs/operations.md).
+LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
+def per_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Configs of single topics, over topic_configs: the events topic on LogAppendTime."""
+    return {settings.kafka.topics.events: dict(LOG_APPEND_TIME)}
+
+
 def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0,
-                  configs: dict[str, str] | None = None, replication_factor: int = 1) -> None:
-    """Create the topics of `plan` that do not exist yet (existing ones are left as they are)."""
+                  configs: dict[str, str] | None = None, replication_factor: int = 1,
+                  per_topic: dict[str, dict[str, str]] | None = None) -> None:
+    """Create the topics of `plan` that do not exist yet (existing ones are left as they are, but for
+    the configs of `per_topic`, which are set on them too: an upgrade puts the events topic of an
+    existing deployment on LogAppendTime)."""
+    per_topic = per_topic or {}
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise StackError(f"Kafka at {bootstrap} is unreachable: {exc}") from None
-    wanted = [NewTopic(name, partitions, replication_factor, config=configs or {})
+    kept = [ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in per_topic[name].items()])
+        for name in plan if name in existing and per_topic.get(name)]
+    for resource, altered in (admin.incremental_alter_configs(kept) if kept else {}).items():
+        try:
+            altered.result(timeout)
+        except KafkaException as exc:
+            raise StackError(f"could not set the configs of topic {resource.name}: {exc}") from None
+    wanted = [NewTopic(name, partitions, replication_factor, config={**(configs or {}), **per_topic.get(name, {})})
               for name, partitions in plan.items() if name not in existing]
     for name, future in (admin.create_topics(wanted) if wanted else {}).items():
         try:
@@ -43,6 +65,19 @@ def ensure_topics(bootstrap: str, plan: dict[str, int], timeout: float = 15.0,
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"could not create topic {name}: {exc}") from None
+
+
+def timestamp_type(bootstrap: str, topic: str, timeout: float = 15.0) -> str | None:
+    """The topic's message.timestamp.type (CreateTime or LogAppendTime); None if Kafka does not say
+    (no DescribeConfigs permission, an old broker)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout)
+    except KafkaException:
+        return None
+    entry = entries.get("message.timestamp.type")
+    return None if entry is None else entry.value
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, int]:

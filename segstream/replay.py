@@ -12,6 +12,8 @@ the JVM engine (`jvm/engine`, io.segstream.engine.Replay) runs as `java -jar seg
          {"pii": {"key_hex": ..., "default": {...}, "tenants": {...}}}   a PII policy from here on
          {"signing_keys": ["..."]}             from now on rule changes must be signed (below)
          {"control": {"key": "...", "value": "...", "signature": "..." or null}}   an erase command
+         {"max_future_skew_ms": 60000}         events.max_future_skew_ms for the events after it
+         an event line may carry "append_time": ms, the record's append time its ts is judged against
     out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
          {"duplicate": {...}}                  a retried event_id: the receipt it is answered with
          {"redacted": {...}}                   under a policy: the event the engine sees, when redacted
@@ -38,7 +40,8 @@ import msgspec
 from operators import erasure as erasures
 from operators.catalogue import parse_catalogue
 from operators.evaluator import Evaluator
-from operators.events import InvalidEvent, encode_event, parse_record
+from operators.event_time import DEFAULT_MAX_FUTURE_SKEW_MS, parse_appended
+from operators.events import InvalidEvent, encode_event
 from operators.pii import Policy
 from operators.rules import RuleError, RuleSet, compile_rule
 from segstream.jvm import ENGINE_JAR, java_binary, require
@@ -64,6 +67,7 @@ def python_replay(lines: Iterable[str]) -> list[str]:
     states: dict[tuple[str, str], bytes] = {}
     policy: Policy | None = None
     signing_keys: list[str] | None = None
+    max_future_skew_ms = DEFAULT_MAX_FUTURE_SKEW_MS
 
     def engine() -> Evaluator:
         nonlocal rules, evaluator
@@ -83,13 +87,15 @@ def python_replay(lines: Iterable[str]) -> list[str]:
             raw = cmd["catalogue"]
             catalogue = parse_catalogue(json.loads(raw) if isinstance(raw, str) else raw)
             evaluator = rules = None
+        elif "max_future_skew_ms" in cmd:
+            max_future_skew_ms = int(cmd["max_future_skew_ms"])
         elif "rules" in cmd:
             initial = list(cmd["rules"])
             evaluator = rules = None
         elif "event" in cmd or "event_b64" in cmd:
             raw_event = cmd["event"].encode() if "event" in cmd else base64.b64decode(cmd["event_b64"])
             try:
-                event = parse_record(raw_event)
+                event = parse_appended(raw_event, cmd.get("append_time"), max_future_skew_ms)
                 if policy is not None:
                     redacted = policy.redact(event)
                     if redacted is not event:

@@ -14,7 +14,7 @@ from pathlib import Path
 from segstream import jvm
 from segstream.config import Settings
 from segstream.emulator import find_binary
-from segstream.kafka_admin import ensure_topics, topic_configs, topic_plan
+from segstream.kafka_admin import ensure_topics, per_topic_configs, topic_configs, topic_plan
 from segstream.kafka_broker import BrokerOptions, KafkaBroker
 from segstream.processes import Service
 
@@ -22,7 +22,7 @@ from segstream.processes import Service
 def provision_topics(settings: Settings) -> None:
     """Create segstream's topics that do not exist yet on the configured Kafka cluster."""
     ensure_topics(settings.kafka.bootstrap_servers, topic_plan(settings), configs=topic_configs(settings),
-                  replication_factor=settings.kafka.topic_replication_factor)
+                  replication_factor=settings.kafka.topic_replication_factor, per_topic=per_topic_configs(settings))
 
 
 def provision_tables(settings: Settings) -> None:

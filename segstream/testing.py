@@ -52,7 +52,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from operators.catalogue import load_catalogue
 from operators.evaluator import TIMER_SLOTS
-from operators.events import Event, InvalidEvent, parse_record
+from operators.event_time import DEFAULT_MAX_FUTURE_SKEW_MS, parse_appended
+from operators.events import Event, InvalidEvent
 from segstream import reference
 from segstream.checkpoints import completed_checkpoints, latest_checkpoint
 from segstream.cluster import Cluster
@@ -146,15 +147,23 @@ def run_job(config_path: Path, *args: str, timeout: float = 600,
 # --- the job's outputs, read back and checked against the input read back from Kafka -------------
 
 
-def events_by_user(messages: Iterable[Message | Record]) -> tuple[dict[tuple[str, str], list[Event]], list]:
+def append_time(m: Message | Record) -> int | None:
+    """The broker's append time of a record read back from the events topic (LogAppendTime), which
+    the job judges ts against (operators/event_time.py); None for a record not produced yet."""
+    return m.timestamp if isinstance(m, Message) else None
+
+
+def events_by_user(messages: Iterable[Message | Record], max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+                   ) -> tuple[dict[tuple[str, str], list[Event]], list]:
     """Valid events per user in partition order (the order the job sees them), and the invalid records
-    (topic messages, or records about to be produced)."""
+    (topic messages, or records about to be produced; messages are judged against their append time
+    as the job judges them)."""
     per_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
     invalid = []
     for m in messages:
         assert m.value is not None  # events always have a value
         try:
-            event = parse_record(m.value)
+            event = parse_appended(m.value, append_time(m), max_future_skew_ms)
         except InvalidEvent:
             invalid.append(m)
             continue
@@ -196,14 +205,16 @@ def assert_dead_letters_are(settings: Settings, invalid: list[Message]) -> list[
     return dead
 
 
-def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, dict]:
+def python_evaluations(settings: Settings, inputs: list[Message],
+                       rule_changes: Iterable[tuple[str, bytes | None]] = ()) -> dict[str, dict]:
     """The Python engine's evaluation (segstream/replay.py) of every valid event among `inputs`
     (the events topic read back: partition then offset order, each user's order in the job), with
     the catalogue and initial rules of `settings`, by event_id; no rule changes, no expiry timers
     (an expiry shows in the next evaluation of its user all the same). A retry the engine
     recognises (docs/semantics.md, "Retries") has none: the job writes no evaluation for it. The
     evaluations carry no `rules_version`: that depends on how rule records interleave with events
-    in the job."""
+    in the job. `rule_changes` (rule id, rule JSON or None): applied before every event (rule
+    records the job had applied before any of `inputs` came)."""
     from segstream.replay import python_replay
 
     catalogue = yaml.safe_load(settings.path(settings.stats_file).read_text())
@@ -211,10 +222,13 @@ def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, d
     script = [msgspec.json.encode({"catalogue": catalogue}).decode(), msgspec.json.encode({"rules": rules}).decode()]
     if settings.pii.enabled:  # the job's PII policy: the engine sees the redacted events
         script.append(f'{{"pii":{settings.pii.policy().to_json()}}}')
+    for rule_id, value in rule_changes:
+        script.append(msgspec.json.encode({"rule_change": {"key": rule_id, "value": value and value.decode()}})
+                      .decode())
     per_user: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
     for m in inputs:
         try:
-            event = parse_record(m.value)
+            event = parse_appended(m.value, m.timestamp, settings.events.max_future_skew_ms)
         except InvalidEvent:
             continue
         assert m.value is not None  # parse_record refuses tombstones
@@ -230,10 +244,11 @@ def python_evaluations(settings: Settings, inputs: list[Message]) -> dict[str, d
     return {event_id: x["evaluation"] for event_id, x in zip(order, expected, strict=True) if "evaluation" in x}
 
 
-def assert_evaluations_are_python(settings: Settings, inputs: list[Message], decoded: list[dict]) -> None:
+def assert_evaluations_are_python(settings: Settings, inputs: list[Message], decoded: list[dict],
+                                  rule_changes: Iterable[tuple[str, bytes | None]] = ()) -> None:
     """`decoded` (the evaluations topic, decoded) holds exactly one evaluation per valid event of
     `inputs`, each equal to the Python engine's apart from rules_version (python_evaluations)."""
-    expected = python_evaluations(settings, inputs)
+    expected = python_evaluations(settings, inputs, rule_changes)
     ids = [d["event_id"] for d in decoded]
     assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} events evaluated twice"
     assert set(ids) == set(expected), (f"{len(set(expected) - set(ids))} valid events not evaluated, "
@@ -718,7 +733,7 @@ def due_expirations(settings: Settings, messages: list[Message], lives: dict[tup
     greatest: dict[int, int] = {}
     for m in messages:
         try:
-            ts = parse_record(value_of(m)).ts
+            ts = parse_appended(value_of(m), m.timestamp, settings.events.max_future_skew_ms).ts
         except InvalidEvent:
             continue
         greatest[m.partition] = max(greatest.get(m.partition, ts), ts)

@@ -280,7 +280,7 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
         try:
             entry = tenant_of(request)
             raw_body = await _read_body(request, serving.max_body_bytes)
-            event, value = event_of(raw_body, entry.tenant)
+            event, value = event_of(raw_body, entry.tenant, max_future_skew_ms=settings.events.max_future_skew_ms)
         except Refused as refused:
             metrics.status(refused.status).inc()
             return _problem(refused.status, refused.reason)
@@ -315,7 +315,8 @@ def create_app(settings: Settings, keys: KeyStore | None = None) -> FastAPI:
             built = []
             for i, body in enumerate(bodies):
                 try:
-                    built.append(build_event(body, entry.tenant))
+                    built.append(build_event(body, entry.tenant,
+                                             max_future_skew_ms=settings.events.max_future_skew_ms))
                 except Refused as refused:
                     raise Refused(refused.status, f"event {i}: {refused.reason}") from None
             ids = [event.event_id for event, _ in built]

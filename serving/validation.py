@@ -1,7 +1,8 @@
 """A tracking request's body to the event record the engine will accept, or the reason why not.
 
 The body is decoded strictly (unknown fields, wrong types: refused), completed (tenant from the
-key, event_id and ts when absent) and then checked with operators.events.parse_record: the very
+key, event_id and ts when absent) and then checked with operators.event_time.parse_appended (parse_record, and a
+ts at most events.max_future_skew_ms ahead of the front's clock): the very
 contract the engine applies to each Kafka record, so an event the front accepts is never a dead
 letter.
 """
@@ -14,7 +15,8 @@ from typing import TypeVar
 
 import msgspec
 
-from operators.events import Event, InvalidEvent, Scalar, encode_event, parse_record
+from operators.event_time import DEFAULT_MAX_FUTURE_SKEW_MS, parse_appended
+from operators.events import Event, InvalidEvent, Scalar, encode_event
 
 
 class TrackBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -71,9 +73,12 @@ def decode_batch(raw: bytes, limit: int) -> list[TrackBody]:
     return bodies
 
 
-def build_event(body: TrackBody, tenant: str, now_ms: int | None = None) -> tuple[Event, bytes]:
+def build_event(body: TrackBody, tenant: str, now_ms: int | None = None,
+                max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> tuple[Event, bytes]:
     """The event of `body` for the key's `tenant` and its record value; Refused (403 for another
-    tenant in the body, 400 with the contract's reason for an invalid event)."""
+    tenant in the body, 400 with the contract's reason for an invalid event). A client's ts more than
+    `max_future_skew_ms` after now is refused as the job would refuse it (its append time comes later
+    than now, so the job would too)."""
     if body.tenant is not None and body.tenant != tenant:
         raise Refused(403, "the body's tenant is not the key's tenant")
     event = Event(
@@ -86,11 +91,12 @@ def build_event(body: TrackBody, tenant: str, now_ms: int | None = None) -> tupl
     )
     raw = encode_event(event)
     try:
-        parse_record(raw)
+        parse_appended(raw, now_ms if now_ms is not None else int(time.time() * 1000), max_future_skew_ms)
     except InvalidEvent as exc:
         raise Refused(400, str(exc)) from None
     return event, raw
 
 
-def event_of(raw_body: bytes, tenant: str, now_ms: int | None = None) -> tuple[Event, bytes]:
-    return build_event(decode_body(raw_body), tenant, now_ms)
+def event_of(raw_body: bytes, tenant: str, now_ms: int | None = None,
+             max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> tuple[Event, bytes]:
+    return build_event(decode_body(raw_body), tenant, now_ms, max_future_skew_ms)

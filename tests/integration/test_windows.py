@@ -24,7 +24,8 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from operators.events import Event
+from operators.event_time import parse_appended
+from operators.events import Event, InvalidEvent
 from segstream import window_reference as ref
 from segstream.checkpoints import completed_checkpoints, latest_checkpoint
 from segstream.config import PROJECT_ROOT, Settings
@@ -167,11 +168,15 @@ def start_windows(config_path: Path, workdir: Path, name: str, *args: str) -> Jo
 
 
 def watermark_floor(settings: Settings) -> int:
-    """The watermark once all of the events topic is read: the lowest partition's greatest ts -
-    out-of-orderness - 1."""
+    """The watermark once all of the events topic is read: the lowest partition's greatest ts (of
+    its valid events: the record timestamps are append times) - out-of-orderness - 1."""
     greatest: dict[int, int] = {}
     for m in read_topic(settings.kafka.bootstrap_servers, settings.kafka.topics.events):
-        greatest[m.partition] = max(greatest.get(m.partition, 0), m.timestamp)
+        try:
+            ts = parse_appended(m.value, m.timestamp, settings.events.max_future_skew_ms).ts
+        except InvalidEvent:
+            continue
+        greatest[m.partition] = max(greatest.get(m.partition, 0), ts)
     return min(greatest.values()) - settings.flink.watermark_out_of_orderness_ms - 1
 
 

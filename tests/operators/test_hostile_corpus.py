@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from pathlib import Path
 
 import msgspec
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from operators.catalogue import load_catalogue
+from operators.event_time import parse_appended
 from operators.events import (
     MAX_DEPTH,
     MAX_FIELD_BYTES,
@@ -25,15 +27,17 @@ from operators.events import (
     parse_record,
 )
 from operators.rules import RuleSet, compile_rule
-from segstream.hostile import EVENT_CLASSES, RULE_CLASSES
+from segstream.hostile import EVENT_CLASS, EVENT_CLASSES, RULE_CLASSES, tenant_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {"event_id": "e1", "user_id": "u1", "ts": 1, "name": "n"}
 
 
 def check_event(hostile, key, value) -> None:
+    """The whole contract of an events-topic record, judged against an append time of now (as the
+    broker stamps a record produced now): the far_future class is refused only so."""
     try:
-        parse_record(value)
+        parse_appended(value, int(time.time() * 1000))
     except InvalidEvent as exc:
         assert hostile.reason is not None, f"{hostile.name}: refused: {exc}: {(value or b'')[:120]!r}"
         assert re.fullmatch(hostile.reason, str(exc)), f"{hostile.name}: {exc}: {(value or b'')[:120]!r}"
@@ -127,3 +131,21 @@ def test_a_rule_nested_too_deep_for_python_json_is_a_reason():
     rules = RuleSet(catalogue, [])
     reason = rules.apply_change("r", b"[" * 100_000)
     assert reason == "rule is not JSON: nested too deep"
+
+
+def test_far_future_records_keep_the_contract_and_only_the_append_time_refuses_them():
+    rng = random.Random(3)
+    for i in range(50):
+        _, value = EVENT_CLASS["far_future"].make(rng, i)
+        assert parse_record(value).ts > time.time() * 1000
+        with pytest.raises(InvalidEvent, match=EVENT_CLASS["far_future"].reason):
+            parse_appended(value, int(time.time() * 1000))
+
+
+def test_hostile_tenants_rules_are_accepted_and_name_distinct_tenants():
+    catalogue = load_catalogue(ROOT / "conf" / "stats.yaml")
+    rules = RuleSet(catalogue, [])
+    records = list(tenant_rules())
+    for r in records:
+        assert r.key is not None and rules.apply_change(r.key.decode(), r.value) is None
+    assert len({msgspec.json.decode(r.value or b"")["tenant"] for r in records}) == len(records) == len(rules.rules)

@@ -109,6 +109,9 @@ def scripts(draw) -> list[str]:
     signed = draw(st.booleans()) or draw(st.booleans())
     if signed:
         lines.append(json.dumps({"signing_keys": SIGNING_KEYS}))
+    skew = draw(st.sampled_from([None, 0, 1, 60_000]))
+    if skew is not None:
+        lines.append(json.dumps({"max_future_skew_ms": skew}))
     users = [("default", "u1"), ("default", "u2"), ("acme", "u1"), ("acme", "x\u0000y")]
     ts = T0
     sent: list[dict] = []
@@ -160,8 +163,17 @@ def scripts(draw) -> list[str]:
         record = {"event_id": f"e{n}", "tenant": tenant, "user_id": user, "ts": event_ts,
                   "name": draw(st.sampled_from(NAMES)),
                   "values": draw(st.dictionaries(st.sampled_from(FIELDS), values, max_size=4))}
-        sent.append(record)
-        lines.append(json.dumps({"event": json.dumps(record, ensure_ascii=False)}, ensure_ascii=False))
+        line = {"event": json.dumps(record, ensure_ascii=False)}
+        # The broker's append time, around ts: mostly after it, sometimes before by up to a
+        # minute and a bit (the skew bound), or far before (a far-future ts: a dead letter).
+        when = draw(st.sampled_from(["none", "after", "near", "far"]))
+        if when != "none":
+            line["append_time"] = event_ts - {"after": -draw(st.integers(0, DAY)),
+                                              "near": draw(st.integers(0, 61_000)),
+                                              "far": draw(st.integers(DAY, 400 * DAY))}[when]
+        if when in ("none", "after"):
+            sent.append(record)
+        lines.append(json.dumps(line, ensure_ascii=False))
     return lines
 
 

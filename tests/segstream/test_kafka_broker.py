@@ -137,6 +137,19 @@ def test_topics_keep_old_event_times(broker):
     described = admin.describe_configs([resource])[resource].result(30)
     assert described["retention.ms"].value == "-1"
 
+    # The events topic on LogAppendTime (docs/operations.md): set on creation, and on an existing
+    # CreateTime topic (an upgrade), by the same idempotent call.
+    from segstream.kafka_admin import per_topic_configs, timestamp_type
+
+    settings = Settings(kafka={"topics": {"events": "events2"}})
+    ensure_topics(bootstrap, {"events2": 1}, configs=topic_configs(settings))
+    assert timestamp_type(bootstrap, "events2") == "CreateTime"
+    for _ in range(2):
+        ensure_topics(bootstrap, {"events2": 1, "fresh": 1}, configs=topic_configs(settings),
+                      per_topic={**per_topic_configs(settings), "fresh": {"message.timestamp.type": "LogAppendTime"}})
+        assert timestamp_type(bootstrap, "events2") == timestamp_type(bootstrap, "fresh") == "LogAppendTime"
+    assert timestamp_type(bootstrap, "events") == "CreateTime"
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)

@@ -4,6 +4,7 @@ should not have happened behind a 503)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from operators.event_time import DEFAULT_MAX_FUTURE_SKEW_MS
 from operators.events import MAX_FIELD_BYTES, MAX_TS, MAX_USER_ID_BYTES
 from segstream.config import Settings as AppSettings
 from segstream.testing import free_port, wait_for
@@ -84,10 +86,12 @@ def test_a_bad_event_is_refused_with_its_reason_and_nothing_is_produced(offline,
 def test_the_limits_themselves_are_accepted_and_reach_the_producer(offline) -> None:
     """The other side of the limits: an event at every limit is valid, so it is produced (with Kafka
     down: 503 at the deadline; librdkafka drops it from its queue at its own message timeout, the
-    same deadline, within its once-a-second scan)."""
+    same deadline, within its once-a-second scan). The ts limit is the front's clock plus
+    events.max_future_skew_ms (MAX_TS is further than that today): a ts just inside it."""
     client, key = offline
+    ts = int(time.time() * 1000) + DEFAULT_MAX_FUTURE_SKEW_MS // 2
     response = client.post("/v1/track", content=body(user_id="é" * (MAX_USER_ID_BYTES // 2), event_id="e" * 256,
-                                                     name="n" * 256, ts=MAX_TS), headers=auth(key))
+                                                     name="n" * 256, ts=ts), headers=auth(key))
     assert response.status_code == 503, response.text
     wait_for(lambda: len(client.app.state.front.producer) == 0, 10, "the producer's queue to empty", 0.05)
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from operators.event_time import parse_appended
 from operators.events import MAX_USER_ID_BYTES, parse_record
 from serving.validation import Refused, event_of
 
@@ -28,6 +29,8 @@ def test_an_accepted_body_is_an_event_the_engine_accepts(body: dict) -> None:
         assert refused.status == 400 and refused.reason
         return
     parsed = parse_record(raw)  # the engine's contract takes it as it is
+    # ...and the job's event-time check too: the record's append time comes after now.
+    assert parse_appended(raw, 1_700_000_000_000) == parsed
     assert parsed == event and parsed.tenant == "acme"
     assert (parsed.user_id, parsed.name) == (body["user_id"], body["name"])
     assert parsed.ts == body.get("ts", 1_700_000_000_000)
@@ -65,3 +68,14 @@ def test_another_tenant_in_the_body_is_403_and_the_same_one_is_fine() -> None:
     assert refused.value.status == 403
     event, _ = event_of(b'{"user_id": "u1", "name": "v", "tenant": "acme"}', "acme")
     assert event.tenant == "acme"
+
+
+def test_a_ts_too_far_ahead_of_the_front_clock_is_400_as_the_job_would_dead_letter_it() -> None:
+    event, _ = event_of(b'{"user_id": "u1", "name": "v", "ts": 60005}', "acme", now_ms=5)
+    assert event.ts == 60_005
+    with pytest.raises(Refused) as refused:
+        event_of(b'{"user_id": "u1", "name": "v", "ts": 60006}', "acme", now_ms=5)
+    assert refused.value.status == 400
+    assert refused.value.reason == ("ts is 60001 ms after the record's append time 5, over the 60000 ms allowed "
+                                    "(events.max_future_skew_ms)")
+    event_of(b'{"user_id": "u1", "name": "v", "ts": 60006}', "acme", now_ms=5, max_future_skew_ms=60_001)

@@ -61,6 +61,21 @@ public final class Events {
 
   private static final String SCALAR = "`bool | int | float | str | null`";
 
+  /** The default of events.max_future_skew_ms (= operators/event_time.py DEFAULT_MAX_FUTURE_SKEW_MS). */
+  public static final long DEFAULT_MAX_FUTURE_SKEW_MS = 60_000L;
+
+  /**
+   * Event time you can trust (operators/event_time.py, the reference): an event whose {@code ts} is
+   * more than {@code maxFutureSkewMs} after its record's {@code appendTime} (the broker's append
+   * time, epoch ms) is refused, with future_skew_reason's words, before it may move a watermark.
+   */
+  public static void checkFutureSkew(Event event, long appendTime, long maxFutureSkewMs) throws InvalidEvent {
+    long ahead = event.ts() - appendTime; // both within [0, MAX_TS] or a sane clock: no overflow
+    if (ahead <= maxFutureSkewMs) return;
+    throw new InvalidEvent("ts is " + ahead + " ms after the record's append time " + appendTime + ", over the "
+        + maxFutureSkewMs + " ms allowed (events.max_future_skew_ms)");
+  }
+
   public static Event parse(byte[] raw) throws InvalidEvent {
     try {
       return parseUnchecked(raw);

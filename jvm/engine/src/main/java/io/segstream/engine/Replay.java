@@ -26,6 +26,8 @@ import java.util.Map;
  *      {"pii": {"key_hex", "default", "tenants"}}   a PII policy ({@link Redaction}) from here on
  *      {"signing_keys": ["..."]}              from now on rule changes must be signed (below)
  *      {"control": {"key": "...", "value": "...", "signature": "..." or null}}   an erase command
+ *      {"max_future_skew_ms": 60000}           events.max_future_skew_ms for the events after it
+ *      an event line may carry "append_time": ms, the record's append time its ts is judged against
  * out: {"evaluation": {...}}  {"expiry": {...}}  {"dead_letter": "reason"}
  *      {"duplicate": {...}}                    a retried event_id: the receipt it is answered with
  *      {"redacted": {...}}                     under a policy: the event the engine sees, when redacted
@@ -62,6 +64,7 @@ public final class Replay {
   private Redaction policy;
   /** The accepted signing keys, once a {@code signing_keys} line set them. */
   private java.util.List<String> signingKeys;
+  private long maxFutureSkewMs = Events.DEFAULT_MAX_FUTURE_SKEW_MS;
   private final PrintStream out;
 
   Replay(PrintStream out) {
@@ -85,6 +88,8 @@ public final class Replay {
       JsonNode c = cmd.get("catalogue");
       catalogue = c.isTextual() ? Catalogue.parseJson(c.asText()) : Catalogue.parse(c);
       evaluator = null;
+    } else if (cmd.has("max_future_skew_ms")) {
+      maxFutureSkewMs = cmd.get("max_future_skew_ms").asLong();
     } else if (cmd.has("rules")) {
       initialRules = cmd.get("rules");
       evaluator = null;
@@ -94,6 +99,7 @@ public final class Replay {
       Event event;
       try {
         event = Events.parse(raw);
+        if (cmd.has("append_time")) Events.checkFutureSkew(event, cmd.get("append_time").asLong(), maxFutureSkewMs);
         Redaction.Redacted redacted = policy == null ? null : policy.redact(event);
         if (redacted != null) {
           event = redacted.event();

@@ -61,7 +61,8 @@ import org.apache.flink.util.Collector;
  *
  * <p>An exception from the engine on one record does not fail the job: the record is
  * dead-lettered with reason {@code internal: <exception>} and counted in the metric
- * {@code internalErrors}. Metric {@code ruleErrors}: failed rule evaluations (a gauge).
+ * {@code internalErrors}. Metric {@code ruleErrors}: failed rule evaluations (a gauge);
+ * {@code tenantRuleViews}: the per-tenant rule views cached (a gauge, at most max_cached_tenants + 1).
  *
  * <p>A retried event (an event_id the user remembers, catalogue {@code dedup_events};
  * docs/semantics.md, "Retries") changes no state and emits nothing but its answer: the first
@@ -154,6 +155,9 @@ public class EvaluateUsers extends KeyedBroadcastProcessFunction<String, ParsedE
     internalErrors = getRuntimeContext().getMetricGroup().counter("internalErrors");
     duplicates = getRuntimeContext().getMetricGroup().counter("duplicates");
     getRuntimeContext().getMetricGroup().gauge("ruleErrors", () -> rules.errorCount());
+    // Bounded by rule_limits.max_cached_tenants + 1 (the LRU of per-tenant views): the hostile-input
+    // test reads it to show that hostile tenants do not grow the heap (docs/security.md).
+    getRuntimeContext().getMetricGroup().gauge("tenantRuleViews", () -> rules.cachedViews());
     subtask = getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
   }
 

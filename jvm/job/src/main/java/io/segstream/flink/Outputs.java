@@ -33,18 +33,20 @@ public final class Outputs {
       new String[] {"record_key", "record_value", "record_partition", "record_offset"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG);
 
-  /** The events source rows: {@link #RECORD_TYPE} and reply_to BYTES (the record's
-   * {@code segstream-reply} header, naming the serving front's reply topic; null without it). */
+  /** The events source rows: {@link #RECORD_TYPE}, reply_to BYTES (the record's
+   * {@code segstream-reply} header, naming the serving front's reply topic; null without it) and
+   * record_time TIMESTAMP_LTZ(3) (the record timestamp: the broker's append time, LogAppendTime). */
   public static final TypeInformation<Row> EVENT_RECORD_TYPE = Types.ROW_NAMED(
-      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to"},
+      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to", "record_time"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
-      Types.PRIMITIVE_ARRAY(Types.BYTE));
-  /** The events source rows with signature BYTES (the {@code segstream-signature} header, which marks
-   * a control record: an erase command), after reply_to. */
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INSTANT);
+  /** The events source rows with a seventh column, signature BYTES (the {@code segstream-signature}
+   * header, which marks a control record: an erase command), after record_time. */
   public static final TypeInformation<Row> CONTROL_RECORD_TYPE = Types.ROW_NAMED(
-      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to", "signature"},
+      new String[] {"record_key", "record_value", "record_partition", "record_offset", "reply_to", "record_time",
+          "signature"},
       Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INT, Types.LONG,
-      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.PRIMITIVE_ARRAY(Types.BYTE));
+      Types.PRIMITIVE_ARRAY(Types.BYTE), Types.INSTANT, Types.PRIMITIVE_ARRAY(Types.BYTE));
   /** The rules source rows: {@link #RECORD_TYPE} and signature BYTES (the {@code segstream-signature} header). */
   public static final TypeInformation<Row> RULE_RECORD_TYPE = Types.ROW_NAMED(
       new String[] {"record_key", "record_value", "record_partition", "record_offset", "signature"},

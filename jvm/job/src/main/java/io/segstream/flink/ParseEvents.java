@@ -23,8 +23,12 @@ import org.apache.flink.util.Collector;
  *
  * <p>Input: {@link Outputs#RECORD_TYPE} rows (record_key, record_value, record_partition,
  * record_offset), or {@link Outputs#EVENT_RECORD_TYPE} rows with a fifth column reply_to (the
- * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}, or
- * {@link Outputs#CONTROL_RECORD_TYPE} rows with a sixth, signature: an erase command goes on keyed
+ * {@code segstream-reply} header's bytes, or null), carried on as {@link ParsedEvent#replyTo}, and
+ * a sixth, record_time: the record's timestamp, which on the events topic (LogAppendTime) is the
+ * broker's append time. An event whose ts is more than {@code maxFutureSkewMs} after it is a dead
+ * letter ({@link Events#checkFutureSkew}, operators/event_time.py): it never reaches the watermark
+ * assigner that follows this operator ({@link EventTime}). Rows without it are not judged. Or
+ * {@link Outputs#CONTROL_RECORD_TYPE} rows with a seventh, signature: an erase command goes on keyed
  * by its user with {@link ParsedEvent#erasureId} set.
  * Output: {@link Outputs#PARSED_EVENT_TYPE}; with window definitions also
  * {@link WindowPipeline#INPUTS}. Metric: {@code deadLetters}.
@@ -35,6 +39,8 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
   public static final String TOMBSTONE = "record has no value (a tombstone)";
 
   private final String topic;
+  /** events.max_future_skew_ms. */
+  private final long maxFutureSkewMs;
   /** The window definitions' extractor, or null: the job computes no windows. */
   private WindowInputs windows;
   /** The accepted signing keys of control records (erase commands; docs/security.md, "Erasure"). */
@@ -54,8 +60,14 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
    *     window definition that counts it: the windows branch reuses this parse (docs/windows.md)
    */
   public ParseEvents(String topic, WindowInputs windows) {
+    this(topic, windows, Events.DEFAULT_MAX_FUTURE_SKEW_MS);
+  }
+
+  /** @param maxFutureSkewMs events.max_future_skew_ms: how far ts may be after the record's append time */
+  public ParseEvents(String topic, WindowInputs windows, long maxFutureSkewMs) {
     this.topic = topic;
     this.windows = windows;
+    this.maxFutureSkewMs = maxFutureSkewMs;
   }
 
   /** From now on, also emit {@link WindowPipeline#INPUTS} ({@link Pipeline#attachWindows},
@@ -94,7 +106,7 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
       raw = (byte[]) row.getField(1);
       partition = row.getField(2) == null ? null : ((Number) row.getField(2)).intValue();
       offset = row.getField(3) == null ? null : ((Number) row.getField(3)).longValue();
-      byte[] signature = row.getArity() >= 6 ? (byte[]) row.getField(5) : null;
+      byte[] signature = row.getArity() >= 7 && row.getField(6) instanceof byte[] b ? b : null;
       if (raw == null) {
         reason = TOMBSTONE;
       } else if (signature != null) {
@@ -107,14 +119,18 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
         reason = null;
       } else {
         event = Events.parse(raw);
+        Long appended = appendTime(row);
+        if (appended != null) Events.checkFutureSkew(event, appended, maxFutureSkewMs);
         byte[] value = raw;
         Redaction.Redacted redacted = redaction == null ? null : redaction.redact(event);
         if (redacted != null) {  // from here on only the redacted event exists: state, mirror, windows
           event = redacted.event();
           value = redacted.json();
         }
-        out.collect(new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, value, partition, offset,
-            replyTo(row)));
+        ParsedEvent parsed = new ParsedEvent(UserKey.of(event.tenant(), event.userId()), key, value, partition, offset,
+            replyTo(row));
+        parsed.ts = event.ts();
+        out.collect(parsed);
         reason = null;
       }
     } catch (InvalidEvent e) {
@@ -126,12 +142,24 @@ public class ParseEvents extends ProcessFunction<Row, ParsedEvent> {
     }
     if (reason == null) {
       // Outside the try: the event has gone on to the evaluator, it is no dead letter whatever happens here.
-      if (windows != null && event != null) windows.extract(event, in -> ctx.output(WindowPipeline.INPUTS, in));
+      // An erase command (event null) is no event: nothing for the windows.
+      if (windows != null && event != null) {
+        windows.extractOrTick(event, partition, in -> ctx.output(WindowPipeline.INPUTS, in));
+      }
       return;
     }
     if (deadLetters != null) deadLetters.inc();
     ctx.output(Outputs.DEAD_LETTERS,
         Row.of(DeadLetters.key(key), DeadLetters.value(raw, reason, topic, partition, offset, key, redaction)));
+  }
+
+  /** The record_time of an {@link Outputs#EVENT_RECORD_TYPE} row (its sixth column, epoch ms), if any. */
+  public static Long appendTime(Row row) {
+    if (row.getArity() < 6) return null;
+    Object t = row.getField(5);
+    if (t instanceof java.time.Instant i) return i.toEpochMilli();
+    if (t instanceof Number n) return n.longValue();
+    return null;
   }
 
   /** The reply topic of an {@link Outputs#EVENT_RECORD_TYPE} row: its fifth column as UTF-8, if any. */

@@ -20,6 +20,8 @@ public class ParsedEvent {
   public Long offset;
   /** The reply topic named by the record's {@code segstream-reply} header (a serving front), or null. */
   public String replyTo;
+  /** The event's ts, its event time ({@link EventTime} assigns watermarks from it). */
+  public long ts;
 
   /** Set on an erase command instead of an event ({@link ParseEvents}): its erasure_id; the value is
    * then the command, {@link #key} its user's. */
@@ -47,7 +49,7 @@ public class ParsedEvent {
     return o instanceof ParsedEvent p && Objects.equals(key, p.key) && Arrays.equals(recordKey, p.recordKey)
         && Arrays.equals(value, p.value) && Objects.equals(partition, p.partition) && Objects.equals(offset, p.offset)
         && Objects.equals(replyTo, p.replyTo) && Objects.equals(erasureId, p.erasureId)
-        && Objects.equals(erasureOwner, p.erasureOwner);
+        && Objects.equals(erasureOwner, p.erasureOwner);  // ts: a function of value
   }
 
   @Override

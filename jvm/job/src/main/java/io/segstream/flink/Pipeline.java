@@ -16,7 +16,10 @@ import org.apache.flink.types.Row;
  * record_offset) of the events and rules source tables.
  *
  * <p>Operator uids are {@value #PARSE_UID}, {@value #EVALUATE_UID} and {@value #BIGTABLE_SINK_UID},
- * as in the former Python job, and never change (savepoints map state by uid). The window branch
+ * as in the former Python job, and never change (savepoints map state by uid). The watermark
+ * assigners after parse-validate ({@link EventTime}: {@value #EVENT_TIME_UID}, on the rules input
+ * {@value #RULES_TIME_UID}, on the window branch {@link WindowPipeline#EVENT_TIME_UID}) hold no
+ * state: a savepoint from before them restores (docs/operations.md). The window branch
  * ({@link #attachWindows}) adds {@link WindowPipeline#PREAGGREGATE_UID} and
  * {@link WindowPipeline#AGGREGATE_UID} (docs/windows.md). A savepoint of
  * that Python job does not restore into this one: its state has other names and a Row key, and
@@ -29,6 +32,10 @@ public final class Pipeline {
   public static final String BIGTABLE_SINK_UID = "bigtable-sink";
   public static final String REPLY_TOPICS_UID = "reply-topics";
   public static final String REPLY_SINK_UID = "reply-sink";
+  /** The watermark assigner after parse-validate ({@link EventTime}; stateless). */
+  public static final String EVENT_TIME_UID = "event-time";
+  /** The rules input's: idle for good ({@link EventTime#never}; stateless). */
+  public static final String RULES_TIME_UID = "rules-event-time";
 
   public final SingleOutputStreamOperator<ParsedEvent> parsed;
   public final SingleOutputStreamOperator<Row> evaluations;
@@ -39,12 +46,18 @@ public final class Pipeline {
   private final String eventsTopic;
   /** The erasures topic the reply sink also writes to, or null. */
   private final String erasuresTopic;
+  /** flink.watermark_out_of_orderness_ms and flink.watermark_idleness_ms, for the window branch. */
+  private final long outOfOrdernessMs;
+  private final long idlenessMs;
   /** Dead letters of the Bigtable mirror, once attached. */
   private SingleOutputStreamOperator<BigtableRows> bigtableRows;
 
   private Pipeline(ParseEvents parse, SingleOutputStreamOperator<ParsedEvent> parsed,
-      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic, String erasuresTopic) {
+      SingleOutputStreamOperator<Row> evaluations, boolean mirror, String eventsTopic, String erasuresTopic,
+      long outOfOrdernessMs, long idlenessMs) {
     this.erasuresTopic = erasuresTopic;
+    this.outOfOrdernessMs = outOfOrdernessMs;
+    this.idlenessMs = idlenessMs;
     this.parse = parse;
     this.parsed = parsed;
     this.evaluations = evaluations;
@@ -83,8 +96,22 @@ public final class Pipeline {
   public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
       String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
       String signingKeysJson, String erasuresTopic) {
+    return build(eventRecords, ruleRecords, eventsTopic, rulesTopic, catalogueJson, initialRulesJson, mirror,
+        ruleLimitsJson, signingKeysJson, erasuresTopic, "");
+  }
+
+  /**
+   * As above, with {@code eventTimeJson}: {@code {"max_future_skew_ms", "out_of_orderness_ms",
+   * "idleness_ms"}} (events.max_future_skew_ms, flink.watermark_out_of_orderness_ms,
+   * flink.watermark_idleness_ms; a missing key or "": the default, 60 s skew, 5 s out of order, 10 s
+   * idleness). Watermarks come from {@link EventTime} after parse-validate, never from the sources.
+   */
+  public static Pipeline build(DataStream<Row> eventRecords, DataStream<Row> ruleRecords, String eventsTopic,
+      String rulesTopic, String catalogueJson, String initialRulesJson, boolean mirror, String ruleLimitsJson,
+      String signingKeysJson, String erasuresTopic, String eventTimeJson) {
+    EventTimeOptions time = EventTimeOptions.fromJson(eventTimeJson);
     java.util.List<String> keys = signingKeysJson == null ? null : signingKeys(signingKeysJson);
-    ParseEvents parse = new ParseEvents(eventsTopic);
+    ParseEvents parse = new ParseEvents(eventsTopic, null, time.maxFutureSkewMs());
     if (keys != null) parse.signingKeys(keys);
     EvaluateUsers evaluate = new EvaluateUsers(catalogueJson, initialRulesJson, eventsTopic, rulesTopic, mirror,
         ruleLimitsJson, keys);
@@ -93,11 +120,16 @@ public final class Pipeline {
         .process(parse, Outputs.PARSED_EVENT_TYPE)
         .name("parse-validate").uid(PARSE_UID);
     SingleOutputStreamOperator<Row> evaluations = parsed
+        .assignTimestampsAndWatermarks(EventTime.ofEvents(time.outOfOrdernessMs(), time.idlenessMs()))
+        .name("event-time").uid(EVENT_TIME_UID)
         .keyBy(new UserKey.Selector(), org.apache.flink.api.common.typeinfo.Types.STRING)
-        .connect(ruleRecords.broadcast(Outputs.RULE_CHANGES))
+        .connect(ruleRecords
+            .assignTimestampsAndWatermarks(EventTime.<Row>never()).name("rules-event-time").uid(RULES_TIME_UID)
+            .broadcast(Outputs.RULE_CHANGES))
         .process(evaluate, Outputs.EVALUATION_TYPE)
         .name("evaluate-user").uid(EVALUATE_UID);
-    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic, erasuresTopic);
+    return new Pipeline(parse, parsed, evaluations, mirror, eventsTopic, erasuresTopic, time.outOfOrdernessMs(),
+        time.idlenessMs());
   }
 
   /**
@@ -111,7 +143,9 @@ public final class Pipeline {
   public WindowPipeline attachWindows(String specsJson) {
     if (windows != null) throw new IllegalStateException("the windows are attached already");
     parse.emitWindowInputs(new WindowInputs(specsJson));
-    windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS), specsJson);
+    windows = WindowPipeline.aggregate(parsed.getSideOutput(WindowPipeline.INPUTS)
+        .assignTimestampsAndWatermarks(EventTime.ofWindowInputs(outOfOrdernessMs, idlenessMs))
+        .name("windows-event-time").uid(WindowPipeline.EVENT_TIME_UID), specsJson);
     return windows;
   }
 

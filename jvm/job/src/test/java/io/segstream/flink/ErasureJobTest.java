@@ -117,11 +117,11 @@ class ErasureJobTest {
     parse.signingKeys(KEYS);
     try (var h = ProcessFunctionTestHarnesses.forProcessFunction(parse)) {
       byte[] value = Erasure.encode("x1", "acme", "u1");
-      h.processElement(Row.of(b("u1"), value, 1, 7L, null, Ownership.sign(KEYS, Ownership.ERASE, b("u1"), "", value)), 0);
-      h.processElement(Row.of(b("u1"), value, 1, 8L, b("reply-a"),
+      h.processElement(Row.of(b("u1"), value, 1, 7L, null, null, Ownership.sign(KEYS, Ownership.ERASE, b("u1"), "", value)), 0);
+      h.processElement(Row.of(b("u1"), value, 1, 8L, b("reply-a"), null,
           Ownership.sign(List.of("guessed"), Ownership.ERASE, b("u1"), "", value)), 0);
       // Without the header it is no control record: an event, and not a valid one.
-      h.processElement(Row.of(b("u1"), value, 1, 9L, null, null), 0);
+      h.processElement(Row.of(b("u1"), value, 1, 9L, null, null, null), 0);
       List<ParsedEvent> out = h.extractOutputValues();
       assertEquals(1, out.size());
       assertEquals("4:acmeu1", out.get(0).key);

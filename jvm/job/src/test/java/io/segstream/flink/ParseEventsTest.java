@@ -53,11 +53,43 @@ class ParseEventsTest {
     try (var h = ProcessFunctionTestHarnesses.forProcessFunction(new ParseEvents("events", new WindowInputs(specs)))) {
       for (Row r : List.of(view, other, invalid, Row.of(b("t"), null, 0, 4L))) h.processElement(r, 0);
       List<WindowInput> inputs = h.getSideOutput(WindowPipeline.INPUTS).stream().map(StreamRecord::getValue).toList();
-      // One per definition counting the page view (both), none for the purchase or the bad records.
+      // One per definition counting the page view (both), a tick for the purchase (no definition
+      // counts it: it moves the branch's watermark only), none for the bad records.
       assertEquals(WindowAggregatorTest.extract(view, other, invalid), inputs);
-      assertEquals(2, inputs.size());
+      assertEquals(3, inputs.size());
+      assertEquals(List.of(WindowInput.TICK), inputs.stream().filter(in -> in.spec < 0).map(in -> in.spec).toList());
+      assertEquals(6L, inputs.get(2).ts);
+      assertEquals(0, inputs.get(2).partition);
       assertEquals(2, h.extractOutputValues().size());  // the evaluator's stream is unchanged
       assertEquals(2, deadLetters(h).size());
+    }
+  }
+
+  @Test
+  void anEventTooFarAfterItsAppendTimeIsADeadLetterWithTheReason() throws Exception {
+    long appended = 1_765_000_000_000L;
+    try (var h = ProcessFunctionTestHarnesses.forProcessFunction(
+        new ParseEvents("events", new WindowInputs(WindowAggregatorTest.SPECS), 60_000))) {
+      byte[] ok = b("{\"event_id\":\"e1\",\"user_id\":\"u1\",\"ts\":" + (appended + 60_000) + ",\"name\":\"page_view\"}");
+      byte[] past = b("{\"event_id\":\"e2\",\"user_id\":\"u1\",\"ts\":0,\"name\":\"page_view\"}");
+      byte[] future = b("{\"event_id\":\"e3\",\"user_id\":\"u1\",\"ts\":253402300799999,\"name\":\"page_view\"}");
+      java.time.Instant at = java.time.Instant.ofEpochMilli(appended);
+      h.processElement(Row.of(b("k"), ok, 1, 1L, null, at), 0);
+      h.processElement(Row.of(b("k"), past, 1, 2L, null, at), 0);
+      h.processElement(Row.of(b("k"), future, 1, 3L, null, at), 0);
+      h.processElement(Row.of(b("k"), future, 1, 4L, null), 0);  // no append time (old rows): not judged
+      assertEquals(List.of(1L, 2L, 4L), h.extractOutputValues().stream().map(p -> p.offset).toList());
+      assertEquals(appended + 60_000, h.extractOutputValues().get(0).ts);
+      List<Row> letters = deadLetters(h);
+      assertEquals(1, letters.size());
+      long ahead = 253402300799999L - appended;
+      assertEquals("{\"reason\":\"ts is " + ahead + " ms after the record's append time " + appended
+          + ", over the 60000 ms allowed (events.max_future_skew_ms)\",\"topic\":\"events\",\"partition\":1,"
+          + "\"offset\":3,\"original_b64\":\"" + Base64.getEncoder().encodeToString(future) + "\"}",
+          s((byte[]) letters.get(0).getField(1)));
+      // A dead letter reaches neither the evaluator nor the windows (so no watermark assigner):
+      // 3 page views (offsets 1, 2, 4) x 2 definitions, not 4.
+      assertEquals(3 * 2, h.getSideOutput(WindowPipeline.INPUTS).size());
     }
   }
 

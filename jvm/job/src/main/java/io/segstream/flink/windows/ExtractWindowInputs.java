@@ -21,10 +21,18 @@ public class ExtractWindowInputs extends ProcessFunction<Row, WindowInput> {
   private static final long serialVersionUID = 1L;
 
   private final WindowInputs inputs;
+  private final long maxFutureSkewMs;
   private transient Counter invalid;
 
   public ExtractWindowInputs(String specsJson) {
+    this(specsJson, Events.DEFAULT_MAX_FUTURE_SKEW_MS);
+  }
+
+  /** @param maxFutureSkewMs events.max_future_skew_ms: an event too far after its record's append
+   *      time (a sixth column, as the main job's ParseEvents reads it) is skipped like an invalid one */
+  public ExtractWindowInputs(String specsJson, long maxFutureSkewMs) {
     this.inputs = new WindowInputs(specsJson);
+    this.maxFutureSkewMs = maxFutureSkewMs;
   }
 
   @Override
@@ -42,10 +50,13 @@ public class ExtractWindowInputs extends ProcessFunction<Row, WindowInput> {
         return;
       }
       event = Events.parse(raw);
+      Long appended = io.segstream.flink.ParseEvents.appendTime(row);
+      if (appended != null) Events.checkFutureSkew(event, appended, maxFutureSkewMs);
     } catch (InvalidEvent | RuntimeException | StackOverflowError e) {
       if (invalid != null) invalid.inc();
       return;
     }
-    inputs.extract(event, out::collect);
+    Integer partition = row.getField(2) instanceof Number n ? n.intValue() : null;
+    inputs.extractOrTick(event, partition, out::collect);
   }
 }

@@ -81,6 +81,7 @@ public class WindowAggregator extends KeyedProcessFunction<String, WindowInput, 
 
   @Override
   public void processElement(WindowInput in, Context ctx, Collector<Row> out) throws Exception {
+    if (in.spec == WindowInput.TICK) return;
     WindowSpec spec = specs.get(in.spec);
     if (in.partial) {
       add(spec, in, in.start, Accumulator.of(in.acc), in.eventIds, in.userIds, in.stamps, ctx);

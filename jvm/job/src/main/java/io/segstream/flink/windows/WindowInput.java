@@ -33,8 +33,24 @@ public class WindowInput {
   public String[] eventIds;
   public String[] userIds;
   public long[] stamps;
+  /** The Kafka partition of the event, for the per-partition watermarks of the window branch
+   * (io.segstream.flink.EventTime); null for partials and tests. */
+  public Integer partition;
 
   public WindowInput() {}
+
+  /** {@link #spec} of a tick: a valid event no definition counts, carrying only its ts and
+   * partition so that the window branch's watermark follows every valid event, as the
+   * evaluator's does. {@link WindowPreAggregate} drops it after the watermark assigner. */
+  public static final int TICK = -1;
+
+  public static WindowInput tick(long ts, Integer partition) {
+    WindowInput t = new WindowInput();
+    t.spec = TICK;
+    t.ts = ts;
+    t.partition = partition;
+    return t;
+  }
 
   /** "spec:tenantLength:tenant" + value: unambiguous whatever characters tenant and value hold
    * (the contract allows any string, NUL included). */

@@ -29,8 +29,20 @@ public final class WindowInputs implements Serializable {
     return specs;
   }
 
-  /** Hand {@code out} one input per definition that counts {@code event}. */
-  public void extract(Event event, Consumer<WindowInput> out) {
+  /** As {@link #extract}, each input stamped with the event's Kafka {@code partition}; when no
+   * definition counts the event, a {@link WindowInput#tick} instead (the branch's watermark
+   * follows every valid event). */
+  public void extractOrTick(Event event, Integer partition, Consumer<WindowInput> out) {
+    int n = extract(event, in -> {
+      in.partition = partition;
+      out.accept(in);
+    });
+    if (n == 0) out.accept(WindowInput.tick(event.ts(), partition));
+  }
+
+  /** Hand {@code out} one input per definition that counts {@code event}; how many. */
+  public int extract(Event event, Consumer<WindowInput> out) {
+    int n = 0;
     List<WindowSpec> all = specs();
     for (int i = 0; i < all.size(); i++) {
       WindowSpec spec = all.get(i);
@@ -58,6 +70,8 @@ public final class WindowInputs implements Serializable {
         }
       }
       out.accept(in);
+      n++;
     }
+    return n;
   }
 }

@@ -28,6 +28,8 @@ public final class WindowPipeline {
   public static final String AGGREGATE_UID = "windows-aggregate";
   /** Stateless (it holds nothing across a barrier); a uid all the same, as every operator has. */
   public static final String PREAGGREGATE_UID = "windows-preaggregate";
+  /** The watermark assigner of the window inputs (io.segstream.flink.EventTime; stateless). */
+  public static final String EVENT_TIME_UID = "windows-event-time";
 
   /** (k STRING, v STRING): the sink tables' rows. */
   public static final TypeInformation<Row> RECORD = Types.ROW_NAMED(new String[] {"k", "v"}, Types.STRING, Types.STRING);
@@ -47,9 +49,21 @@ public final class WindowPipeline {
    *  @param records the events source's (record_key, record_value, record_partition, record_offset) rows
    *  @param specsJson the window definitions (segstream/windows.py's JSON) */
   public static WindowPipeline build(DataStream<Row> records, String specsJson) {
+    return build(records, specsJson, "");
+  }
+
+  /** The standalone window job, with event time as the main job's (io.segstream.flink.EventTime).
+   *  @param records the events source's rows, with the append time as their sixth column
+   *      (io.segstream.flink.Outputs.EVENT_RECORD_TYPE)
+   *  @param eventTimeJson as io.segstream.flink.Pipeline#build's */
+  public static WindowPipeline build(DataStream<Row> records, String specsJson, String eventTimeJson) {
+    io.segstream.flink.EventTimeOptions time = io.segstream.flink.EventTimeOptions.fromJson(eventTimeJson);
     return aggregate(records
-        .process(new ExtractWindowInputs(specsJson), INPUT_TYPE)
-        .name("windows-extract").uid(EXTRACT_UID), specsJson);
+        .process(new ExtractWindowInputs(specsJson, time.maxFutureSkewMs()), INPUT_TYPE)
+        .name("windows-extract").uid(EXTRACT_UID)
+        .assignTimestampsAndWatermarks(io.segstream.flink.EventTime.ofWindowInputs(time.outOfOrdernessMs(),
+            time.idlenessMs()))
+        .name("windows-event-time").uid(EVENT_TIME_UID), specsJson);
   }
 
   /** The windows of {@code inputs}: pre-aggregated per subtask ({@link WindowPreAggregate},

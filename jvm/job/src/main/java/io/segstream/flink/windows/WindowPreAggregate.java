@@ -65,6 +65,7 @@ public class WindowPreAggregate extends AbstractStreamOperator<WindowInput>
   @Override
   public void processElement(StreamRecord<WindowInput> element) {
     WindowInput in = element.getValue();
+    if (in.spec == WindowInput.TICK) return; // it has moved the watermark already (EventTime)
     WindowSpec spec = specs.get(in.spec);
     for (long start = spec.lastStart(in.ts); start > in.ts - spec.sizeMs; start -= spec.slideMs) {
       Partial p = slots.computeIfAbsent(new Slot(in.key, start), s -> new Partial(in, spec.distinctUsers));

@@ -94,7 +94,11 @@ public class WindowAggregatorTest {
         record("t", "u1", "e3", T0, "purchase", "/a", 5),
         Row.of(null, "{not json".getBytes(StandardCharsets.UTF_8), 0, 1L),
         Row.of(null, null, 0, 2L));
-    assertEquals(4, out.size());
+    assertEquals(5, out.size());
+    // The purchase, which no definition counts, is a tick: only its ts and partition, for the watermark.
+    assertEquals(WindowInput.TICK, out.get(4).spec);
+    assertEquals(T0, out.get(4).ts);
+    assertEquals(0, out.get(4).partition);
     assertEquals("/a", out.get(1).value);
     assertEquals("(other)", out.get(3).value);
     assertTrue(out.get(0).hasSum && !out.get(0).sumIsDouble && out.get(0).sumLong == 5);
