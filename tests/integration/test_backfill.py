@@ -26,10 +26,11 @@ import yaml
 
 from operators.catalogue import load_catalogue
 from operators.evaluator import Evaluator
+from operators.ownership import signing_keys
 from operators.rules import load_rules
 from segstream.config import PROJECT_ROOT
 from segstream.kafka_admin import read_topic
-from segstream.produce import Record, TrafficSpec, generate, produce_records
+from segstream.produce import TrafficSpec, generate, produce_records, signed_rule
 from segstream.testing import FAST_JVM, TopicWatcher, input_events, write_config
 from tests.integration.test_upgrade import produce_part, run_until_evaluated
 
@@ -68,7 +69,8 @@ def test_backfill_after_a_catalogue_change(job_config, tmp_path):
     parts = [traffic[:1_400], traffic[1_400:]]
     envs = [{"SEGSTREAM_FLINK__PARALLELISM": "1", "JVM_ARGS": FAST_JVM},
             {"SEGSTREAM_FLINK__PARALLELISM": "2", "SEGSTREAM_STATS_FILE": str(stats_v2), "JVM_ARGS": FAST_JVM}]
-    produce_records(bootstrap, topics.rules, [Record(b"regular", json.dumps(RULE).encode(), None)], progress=False)
+    produce_records(bootstrap, topics.rules, [signed_rule(signing_keys(settings.ownership), "regular",
+                                                         json.dumps(RULE).encode())], progress=False)
     part_of: dict[str, int] = {}
     watcher = TopicWatcher(bootstrap, topics.evaluations)
     try:
