@@ -173,4 +173,6 @@ def jvm_replay(lines: Iterable[str], timeout: float = 300) -> list[str]:
     if result.returncode != 0:
         raise RuntimeError(f"the JVM engine failed ({result.returncode}):\n{result.stderr[-4000:]}")
     # split("\n"), not splitlines(): JSON strings may hold U+2028, U+0085... unescaped.
+    if not result.stdout:
+        return []  # a script with no output (rule changes only): "".split gives [""]
     return result.stdout.split("\n")[:-1] if result.stdout.endswith("\n") else result.stdout.split("\n")
